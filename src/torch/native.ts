@@ -1,0 +1,92 @@
+/**
+ * Loads the libtorch addon (native/). Thread counts are set here, before libtorch and OpenBLAS
+ * start: both read their thread settings once, when they are loaded.
+ */
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+
+const cores = String(os.availableParallelism());
+process.env.OMP_NUM_THREADS ??= cores;
+process.env.OPENBLAS_NUM_THREADS ??= cores;
+
+/** The JS object behind every Tensor; its methods are implemented in native/src/tensor_wrap.cc. */
+export declare class TensorBase {
+  dispose(): void;
+  readonly isDisposed: boolean;
+  readonly shape: number[];
+  readonly dtype: string;
+  readonly device: string;
+  readonly numel: number;
+  readonly ndim: number;
+  requiresGrad: boolean;
+  get grad(): any;
+  set grad(value: any);
+  readonly isLeaf: boolean;
+  strides(): number[];
+  storageOffset(): number;
+  storageKey(): { key: string; nbytes: number };
+  isContiguous(memoryFormat?: 'contiguous' | 'channels_last'): boolean;
+  toBuffer(): ArrayBuffer;
+  sameTensor(other: TensorBase): boolean;
+}
+
+export interface RuntimeInfo {
+  torchVersion: string;
+  numThreads: number;
+  numInteropThreads: number;
+  parallelInfo: string;
+  config: string;
+  blasLibrary: string;
+  openblasConfig?: string;
+  openblasThreads?: number;
+  cudaAvailable: boolean;
+  cudaBuild: boolean;
+  glooAvailable: boolean;
+  mkldnnAvailable: boolean;
+}
+
+export interface AutocastState {
+  cpu: boolean;
+  cpuDtype: string;
+  cuda: boolean;
+  cudaDtype: string;
+}
+
+export interface NativeAddon {
+  TensorBase: typeof TensorBase;
+  setTensorClass(cls: new () => TensorBase): void;
+  fromBuffer(data: ArrayBufferView, dtype: string, shape: number[]): any;
+  op(name: string, overload: string): number;
+  call(id: number, ...args: unknown[]): any;
+  opSchema(id: number): string;
+  isGradEnabled(): boolean;
+  setGradEnabled(enabled: boolean): void;
+  autocastState(): AutocastState;
+  setAutocast(state: AutocastState): void;
+  autocastEnter(): number;
+  autocastExit(): void;
+  sgdStep(params: unknown[], momentumBuffers: unknown[], options: object): any[];
+  adamwStep(params: unknown[], expAvgs: unknown[], expAvgSqs: unknown[], steps: number[], options: object): void;
+  clipGradNorm(params: unknown[], maxNorm: number, normType: number): number;
+  unscaleGrads(params: unknown[], invScale: number): boolean;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  manualSeed(seed: number): void;
+  info(): RuntimeInfo;
+}
+
+function addonPath(): string {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  // src/torch/native.ts is compiled to dist/src/torch/native.js: the repo root is one more level up.
+  for (const base of [root, path.resolve(root, '..')]) {
+    const file = path.join(base, 'native', 'build', 'Release', 'arcface_native.node');
+    if (existsSync(file)) return file;
+  }
+  throw new Error('arcface-ts native addon is not built: run `npm run setup` (or `npm run build:native`)');
+}
+
+export const native: NativeAddon = createRequire(import.meta.url)(addonPath());
+native.setNumThreads(Number(process.env.ARCFACE_NUM_THREADS ?? cores));
