@@ -15,7 +15,8 @@
         "src/convert.cc",
         "src/autograd.cc",
         "src/optim.cc",
-        "src/runtime.cc"
+        "src/runtime.cc",
+        "src/cpu_allocator.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -11,6 +11,7 @@ static Napi::Value SetTensorClass(const Napi::CallbackInfo& info) {
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());
+  InitCpuAllocator(env, exports);
   exports.Set("TensorBase", TensorWrap::Define(env));
   exports.Set("setTensorClass", Napi::Function::New(env, SetTensorClass));
   InitTensorFactories(env, exports);

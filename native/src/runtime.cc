@@ -8,7 +8,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <dlfcn.h>
 #include <link.h>
-#include <malloc.h>
 #include <torch/version.h>
 
 namespace arcface {
@@ -82,15 +81,6 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitRuntime(Napi::Env env, Napi::Object exports) {
-  // First touch of fresh pages is slow on these VMs, and glibc returns large blocks to the kernel on
-  // free: keep freed memory in the heap so per-step buffers are reused instead of re-faulted.
-  // ARCFACE_MALLOC_TUNING=0 turns this off.
-  const char* tuning = getenv("ARCFACE_MALLOC_TUNING");
-  if (!tuning || std::string(tuning) != "0") {
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, -1);
-    mallopt(M_TOP_PAD, 64 << 20);
-  }
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));

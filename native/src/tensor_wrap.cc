@@ -11,6 +11,8 @@ namespace {
 const napi_type_tag kTensorTag = {0x6172636661636574ULL, 0x74656e736f727331ULL};
 // The tensor that the next constructor call adopts (constructors run synchronously on this thread).
 at::Tensor g_pending;
+// JS tensors holding a tensor (not yet disposed or collected): a leak check for tests.
+int64_t g_live = 0;
 
 int64_t TensorBytes(const at::Tensor& t) {
   return t.defined() ? static_cast<int64_t>(t.numel() * t.element_size()) : 0;
@@ -44,6 +46,7 @@ TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor
   }
   tensor_ = std::move(g_pending);
   g_pending = at::Tensor();
+  ++g_live;
   napi_type_tag_object(info.Env(), info.This(), &kTensorTag);
   accounted_bytes_ = TensorBytes(tensor_);
   if (accounted_bytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), accounted_bytes_);
@@ -56,6 +59,7 @@ void TensorWrap::release() {
     Napi::MemoryManagement::AdjustExternalMemory(Env(), -accounted_bytes_);
     accounted_bytes_ = 0;
   }
+  if (tensor_.defined()) --g_live;
   tensor_ = at::Tensor();
 }
 
@@ -235,8 +239,13 @@ static Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
   }
 }
 
+static Napi::Value LiveTensors(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(g_live));
+}
+
 void InitTensorFactories(Napi::Env env, Napi::Object exports) {
   exports.Set("fromBuffer", Napi::Function::New(env, FromBuffer));
+  exports.Set("liveTensors", Napi::Function::New(env, LiveTensors));
 }
 
 }  // namespace arcface

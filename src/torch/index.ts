@@ -9,10 +9,16 @@ export { tidy, keep, dispose, Scope, scopeDepth } from './scope.js';
 export { noGrad, enableGrad, isGradEnabled, setGradEnabled, autocast, type AutocastOptions } from './autograd.js';
 export { type Dtype, type Device, type MemoryFormat, type TypedArray, isFloatingDtype } from './dtype.js';
 export { aten, type OpHandle } from './dispatch.js';
-export { native, type RuntimeInfo } from './native.js';
+export { save, load, loadStateDict } from './save.js';
+export { native, type RuntimeInfo, type CpuCacheStats } from './native.js';
 import { native } from './native.js';
 
 /** Intra-op threads used by libtorch (defaults to the cores available). */
 export const setNumThreads = (n: number): void => native.setNumThreads(n);
 export const getNumThreads = (): number => native.getNumThreads();
 export const runtimeInfo = () => native.info();
+/** Frees the large blocks the caching CPU allocator holds for reuse. */
+export const emptyCpuCache = (): void => native.emptyCpuCache();
+export const cpuCacheStats = () => native.cpuCacheStats();
+/** Number of JS tensors not yet disposed: a leak check. */
+export const liveTensors = (): number => native.liveTensors();

@@ -76,6 +76,19 @@ export interface NativeAddon {
   getNumThreads(): number;
   manualSeed(seed: number): void;
   info(): RuntimeInfo;
+  /** JS tensors not yet disposed (or collected) */
+  liveTensors(): number;
+  emptyCpuCache(): void;
+  cpuCacheStats(): CpuCacheStats;
+}
+
+/** The caching CPU allocator's counters (native/src/cpu_allocator.cc). */
+export interface CpuCacheStats {
+  cachedBytes: number;
+  liveLargeBytes: number;
+  hits: number;
+  misses: number;
+  limitBytes: number;
 }
 
 function addonPath(): string {

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Sets up arcface-ts on a fresh Debian 12 machine: system packages, npm packages, the native addon,
+# the TypeScript build. Idempotent: each step runs only when its result is missing or stale.
+#   --with-python-torch   also install Debian's python3-torch (PyTorch 1.13), used by the tests that
+#                         check our files against live PyTorch and by the fixture scripts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(libtorch-dev libopenblas0-pthread libgloo-dev g++ make python3)
+[[ " $* " == *" --with-python-torch "* ]] && packages+=(python3-torch)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's libtorch resolves libblas.so.3 through alternatives; the reference BLAS is ~8x slower.
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 || true)
+if [[ "$blas" != *openblas* ]]; then
+  echo "setup: warning: libblas.so.3 is $blas, not OpenBLAS (update-alternatives --config libblas.so.3-x86_64-linux-gnu)"
+fi
+
+# onnxruntime-node's postinstall would download a CUDA provider from outside; the CPU runtime needs nothing.
+export ONNXRUNTIME_NODE_INSTALL=skip
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund
+fi
+
+addon=native/build/Release/arcface_native.node
+if [[ ! -f $addon ]] || [[ -n $(find native/src native/binding.gyp -newer "$addon" -print -quit) ]]; then
+  echo "setup: building the native addon (about a minute)"
+  npm run --silent build:native
+fi
+
+stamp=dist/.build-stamp
+if [[ ! -f $stamp ]] || [[ -n $(find src test bench tsconfig.json -newer "$stamp" -name '*.ts' -print -quit 2>/dev/null) ]] ||
+   [[ tsconfig.json -nt $stamp ]]; then
+  echo "setup: compiling TypeScript"
+  npx tsc -p .
+  touch "$stamp"
+fi
