@@ -27,3 +27,15 @@ export interface TensorRecord {
   strides: number[];
   requiresGrad: boolean;
 }
+
+/** Bytes per element of each storage dtype. */
+export const ELEMENT_SIZE: Readonly<Record<StorageDtype, number>> = {
+  float64: 8, float32: 4, float16: 2, bfloat16: 2,
+  int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1,
+};
+
+/** A torch.dtype object stored as a value of its own (e.g. in a saved config), not a tensor's dtype. */
+export interface DtypeRecord {
+  kind: 'dtype';
+  dtype: StorageDtype;
+}

@@ -39,20 +39,36 @@ export interface ZipEntry {
 
 // ---------------------------------------------------------------- CRC-32
 
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
+/** Slicing-by-8 tables: TABLES[k][b] is the CRC contribution of byte b followed by k zero bytes. */
+const CRC_TABLES = (() => {
+  const tables = Array.from({ length: 8 }, () => new Uint32Array(256));
+  const [first] = tables as [Uint32Array];
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
+    first[n] = c >>> 0;
   }
-  return table;
+  for (let k = 1; k < 8; k++) {
+    for (let n = 0; n < 256; n++) {
+      const previous = tables[k - 1]![n]!;
+      tables[k]![n] = (previous >>> 8) ^ first[previous & 0xff]!;
+    }
+  }
+  return tables;
 })();
 
-/** CRC-32 (IEEE 802.3, as in zip and zlib) of `data`, continuing from `crc`. */
+/** CRC-32 (IEEE 802.3, as in zip and zlib) of `data`, continuing from `crc`; 8 bytes per step. */
 export function crc32(data: Uint8Array, crc = 0): number {
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES as [Uint32Array, Uint32Array, Uint32Array, Uint32Array,
+    Uint32Array, Uint32Array, Uint32Array, Uint32Array];
   let c = ~crc >>> 0;
-  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
+  let i = 0;
+  for (const end = data.length - (data.length % 8); i < end; i += 8) {
+    const low = c ^ (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24));
+    c = t7[low & 0xff]! ^ t6[(low >>> 8) & 0xff]! ^ t5[(low >>> 16) & 0xff]! ^ t4[low >>> 24]!
+      ^ t3[data[i + 4]!]! ^ t2[data[i + 5]!]! ^ t1[data[i + 6]!]! ^ t0[data[i + 7]!]!;
+  }
+  for (; i < data.length; i++) c = t0[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
   return ~c >>> 0;
 }
 
@@ -292,9 +308,12 @@ export function readZip(bytes: Uint8Array, source: string): ZipEntry[] {
 
 /** Bounds-checked little-endian reads that fail with the file name. */
 class Reader {
+  readonly bytes: Uint8Array;
   readonly view: DataView;
 
-  constructor(readonly bytes: Uint8Array, readonly source: string) {
+  constructor(bytes: Uint8Array, readonly source: string) {
+    // a plain view, so that entry data are Uint8Arrays even when given a Buffer
+    this.bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
