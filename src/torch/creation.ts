@@ -26,11 +26,21 @@ export function tensor(data: NestedNumbers | TypedArray, options: TensorOptions 
     shape = shapeOf(data);
     const values = (Array.isArray(data) ? (data as unknown[]).flat(Infinity) : [data]) as (number | boolean)[];
     const isBool = values.length > 0 && values.every((v) => typeof v === 'boolean');
-    const wantsInt = options.dtype === 'int64';
-    flat = wantsInt ? BigInt64Array.from(values, (v) => BigInt(Number(v))) : isBool ? Uint8Array.from(values, Number) : Float32Array.from(values, Number);
-    if (isBool && options.dtype === undefined) options = { ...options, dtype: 'bool' };
+    // Staged at the target's precision: float64 and int32 values must not pass through float32.
+    // int64 truncates toward zero, as PyTorch does.
+    const { dtype } = options;
+    flat =
+      dtype === 'int64' ? BigInt64Array.from(values, (v) => BigInt(Math.trunc(Number(v))))
+      : isBool ? Uint8Array.from(values, Number)
+      : dtype === undefined || dtype === 'float32' ? Float32Array.from(values, Number)
+      : Float64Array.from(values, Number);
+    if (isBool && dtype === undefined) options = { ...options, dtype: 'bool' };
   }
-  const sourceDtype = options.dtype === 'bool' && flat instanceof Uint8Array ? 'bool' : dtypeOfArray(flat);
+  // Uint8Array can hold bools, and Uint16Array the raw bits of float16/bfloat16, when the dtype says so.
+  const rawBits =
+    (options.dtype === 'bool' && flat instanceof Uint8Array) ||
+    ((options.dtype === 'float16' || options.dtype === 'bfloat16') && flat instanceof Uint16Array);
+  const sourceDtype = rawBits ? options.dtype! : dtypeOfArray(flat);
   let t: Tensor = native.fromBuffer(flat, sourceDtype, shape);
   const dtype = options.dtype ?? sourceDtype;
   if (dtype !== sourceDtype) {

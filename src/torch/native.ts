@@ -84,8 +84,10 @@ export interface NativeAddon {
 
 /** The caching CPU allocator's counters (native/src/cpu_allocator.cc). */
 export interface CpuCacheStats {
+  /** false when ARCFACE_CPU_CACHE=0 (the other fields are then absent) */
+  enabled: boolean;
   cachedBytes: number;
-  liveLargeBytes: number;
+  liveBytes: number;
   hits: number;
   misses: number;
   limitBytes: number;

@@ -68,9 +68,14 @@ export const hardtanh = (x: Tensor, min = -1, max = 1): Tensor => _hardtanh(x, m
 export const leakyRelu = (x: Tensor, slope = 0.01): Tensor => _leaky(x, slope);
 
 const _clamp = aten('clamp'), _clampT = aten('clamp.Tensor');
-/** Clamp to [min, max]; either bound may be undefined (scalars or tensors). */
-export const clamp = (x: Tensor, min?: TensorOrScalar, max?: TensorOrScalar): Tensor =>
-  (min === undefined || isScalar(min)) && (max === undefined || isScalar(max)) ? _clamp(x, min, max) : _clampT(x, min, max);
+const isTensorBound = (b?: TensorOrScalar): b is Tensor => b !== undefined && !isScalar(b);
+/** Clamp to [min, max]; either bound may be undefined, a scalar or a tensor (mixed too). */
+export const clamp = (x: Tensor, min?: TensorOrScalar, max?: TensorOrScalar): Tensor => {
+  if (!isTensorBound(min) && !isTensorBound(max)) return _clamp(x, min, max);
+  if (min === undefined || max === undefined || (isTensorBound(min) && isTensorBound(max))) return _clampT(x, min, max);
+  // one scalar and one tensor bound (clamp.Tensor takes no scalars): lower bound first, as clamp does
+  return tidy(() => clamp(clamp(x, min), undefined, max));
+};
 
 // comparisons give bool tensors
 const cmp = (name: string) => {
@@ -91,8 +96,9 @@ export interface ReduceOptions {
 }
 const reduce = (all: string, byDim: string) => {
   const a = aten(all), d = aten(byDim);
+  // keepdim without dim reduces everything to size-1 dims (the by-dim overload takes dim=None)
   return (x: Tensor, dim?: number | number[], opts: ReduceOptions = {}): Tensor =>
-    dim === undefined ? a(x, opts.dtype) : d(x, dims(dim), opts.keepdim ?? false, opts.dtype);
+    dim === undefined && !opts.keepdim ? a(x, opts.dtype) : d(x, dim === undefined ? undefined : dims(dim), opts.keepdim ?? false, opts.dtype);
 };
 export const sum = reduce('sum', 'sum.dim_IntList');
 export const mean = reduce('mean', 'mean.dim');
