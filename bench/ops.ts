@@ -56,15 +56,17 @@ function matmul(): void {
 
 function conv(): void {
   const [n, c, h, w] = quick ? [8, 64, 56, 56] : [32, 64, 56, 56];
-  const x = torch.randn([n, c, h, w]);
+  // Both gradients, as in a backbone's training step: forward + grad-input + grad-weight = 3 × forward FLOPs.
+  const x = torch.randn([n, c, h, w], { requiresGrad: true });
   const weight = torch.randn([64, c, 3, 3], { requiresGrad: true });
   const forwardFlops = 2 * n * 64 * h * w * c * 9;
   const fwdBwd = (bf16: boolean, channelsLast: boolean) => () =>
     torch.tidy(() => {
-      const input = channelsLast ? x.contiguous('channels_last') : x;
+      const input = channelsLast ? x.contiguous('channels_last') : x.clone();
       const y = torch.autocast({ deviceType: 'cpu', enabled: bf16 }, () => torch.conv2d(input, weight, undefined, { padding: 1 }));
       y.float().sum().backward();
       weight.grad = undefined;
+      x.grad = undefined;
     });
   const t = interleave(
     {
@@ -104,8 +106,12 @@ if (process.argv.includes('--child-alloc')) {
   largeAlloc();
 } else {
   emit({ bench: 'env', threads: torch.getNumThreads(), blas: torch.runtimeInfo().blasLibrary, torch: torch.runtimeInfo().torchVersion });
+  // Collect the call-overhead loops' garbage first: its finalizers would otherwise run inside later timings.
+  const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
   callOverhead();
+  gc();
   matmul();
+  gc();
   conv();
   largeAlloc();
 }

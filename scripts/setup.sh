@@ -33,10 +33,22 @@ if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json
   npm ci --no-audit --no-fund
 fi
 
+# On a GPU machine, build against the libtorch inside an installed CUDA PyTorch (ARCFACE_TORCH_DIR
+# names one explicitly; ARCFACE_CUDA=1 turns on the CUDA parts). Otherwise Debian's libtorch.
+if [[ -z ${ARCFACE_TORCH_DIR:-} ]]; then
+  cuda_torch=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__) if torch.version.cuda else "")' 2>/dev/null || true)
+  if [[ -n $cuda_torch ]]; then
+    export ARCFACE_TORCH_DIR=$cuda_torch ARCFACE_CUDA=1
+  fi
+fi
+export ARCFACE_TORCH_DIR=${ARCFACE_TORCH_DIR:-} ARCFACE_CUDA=${ARCFACE_CUDA:-0}
 addon=native/build/Release/arcface_native.node
-if [[ ! -f $addon ]] || [[ -n $(find native/src native/binding.gyp -newer "$addon" -print -quit) ]]; then
-  echo "setup: building the native addon (about a minute)"
+built_for=native/build/torch-dir
+if [[ ! -f $addon ]] || [[ -n $(find native/src native/binding.gyp -newer "$addon" -print -quit) ]] ||
+   [[ "$(cat "$built_for" 2>/dev/null)" != "$ARCFACE_TORCH_DIR:$ARCFACE_CUDA" ]]; then
+  echo "setup: building the native addon against ${ARCFACE_TORCH_DIR:-the Debian libtorch} (about a minute)"
   npm run --silent build:native
+  echo "$ARCFACE_TORCH_DIR:$ARCFACE_CUDA" > "$built_for"
 fi
 
 stamp=dist/.build-stamp
