@@ -1,4 +1,5 @@
-/** arcface-ts: `import { torch, nn, optim } from 'arcface-ts'` (or the subpaths 'arcface-ts/torch', …). */
+/** arcface-ts: `import { torch, nn, optim, models } from 'arcface-ts'` (or the subpaths 'arcface-ts/torch', …). */
 export * as torch from './torch/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
+export * as models from './models/index.js';
