@@ -19,6 +19,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitAutograd(env, exports);
   InitOptim(env, exports);
   InitRuntime(env, exports);
+  InitDist(env, exports);
   return exports;
 }
 

@@ -71,6 +71,7 @@ void InitAutograd(Napi::Env env, Napi::Object exports);
 void InitOptim(Napi::Env env, Napi::Object exports);
 void InitRuntime(Napi::Env env, Napi::Object exports);
 void InitCpuAllocator(Napi::Env env, Napi::Object exports);
+void InitDist(Napi::Env env, Napi::Object exports);
 void InitTensorFactories(Napi::Env env, Napi::Object exports);
 
 }  // namespace arcface

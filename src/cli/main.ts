@@ -8,6 +8,7 @@ interface Command {
 
 const commands: Record<string, Command> = {
   doctor: { summary: 'check the engine: libtorch, BLAS, threads, Gloo, CUDA', run: async (a) => (await import('./doctor.js')).doctor(a) },
+  launch: { summary: 'start this node\'s workers like torchrun (--nproc-per-node, --nnodes, --node-rank, --master-addr, --master-port)', run: async (a) => (await import('./launch.js')).launchCommand(a) },
   flops: { summary: 'MACs ("GFLOPs") and parameters of a backbone at 112×112', run: async (a) => (await import('./flops.js')).flops(a) },
   demo: { summary: 'train a tiny conv net on generated data (the engine end to end)', run: async (a) => (await import('./demo.js')).demo(a) },
 };

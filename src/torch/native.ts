@@ -55,7 +55,18 @@ export interface AutocastState {
   cudaDtype: string;
 }
 
+/** c10d (native/src/dist.cc): TCPStore rendezvous + ProcessGroupGloo. Collectives run in place. */
+export interface NativeDist {
+  init(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; heartbeatMs: number; ifname?: string }): number;
+  destroy(group: number): void;
+  allReduce(group: number, tensor: unknown, op: string, async: boolean): Promise<void> | undefined;
+  broadcast(group: number, tensor: unknown, root: number, async: boolean): Promise<void> | undefined;
+  allGather(group: number, outputs: unknown[], input: unknown, async: boolean): Promise<void> | undefined;
+  barrier(group: number, async: boolean): Promise<void> | undefined;
+}
+
 export interface NativeAddon {
+  dist: NativeDist;
   TensorBase: typeof TensorBase;
   setTensorClass(cls: new () => TensorBase): void;
   fromBuffer(data: ArrayBufferView, dtype: string, shape: number[]): any;

@@ -1,0 +1,180 @@
+/**
+ * Process groups over c10d (Gloo on CPU), set up from the torchrun environment contract:
+ * MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE (LOCAL_RANK, LOCAL_WORLD_SIZE for placement).
+ * Without that environment, a world of one: every collective is the identity.
+ *
+ * Collectives modify their tensors in place. The plain forms wait on the JS thread; the `…Async`
+ * forms return promises that settle off it (gloo runs the transfer on its own threads either way).
+ * A collective that fails — a peer died, or nothing arrived within the timeout — throws an Error
+ * naming the operation, this rank, and the ranks that stopped sending heartbeats.
+ */
+import { native } from '../torch/native.js';
+import { tidy, narrow, emptyLike, type Tensor } from '../torch/index.js';
+
+export type ReduceOp = 'sum' | 'max' | 'min' | 'product' | 'avg';
+
+export interface ProcessGroupOptions {
+  rank: number;
+  worldSize: number;
+  masterAddr: string;
+  masterPort: number;
+  /** how long a collective (and the rendezvous) may wait for peers; default 300 s (5 min) */
+  timeoutMs?: number;
+  /** heartbeat period; a rank silent for 3 periods is named as stopped in errors (default 1 s) */
+  heartbeatMs?: number;
+  /** network interface for gloo (GLOO_SOCKET_IFNAME), e.g. when hosts have several */
+  ifname?: string;
+}
+
+/** The torchrun variables of this process. */
+export interface DistEnv {
+  rank: number;
+  worldSize: number;
+  localRank: number;
+  localWorldSize: number;
+  masterAddr: string;
+  masterPort: number;
+}
+
+/** Reads the launcher's environment; undefined when this process was not launched as a worker. */
+export function distEnv(env: NodeJS.ProcessEnv = process.env): DistEnv | undefined {
+  if (env.WORLD_SIZE === undefined && env.RANK === undefined) return undefined;
+  const int = (key: string, fallback?: number): number => {
+    const raw = env[key];
+    if (raw === undefined) {
+      if (fallback !== undefined) return fallback;
+      throw new Error(`distributed environment: ${key} is not set (need MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE)`);
+    }
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`distributed environment: ${key}=${raw} is not a non-negative integer`);
+    return n;
+  };
+  const worldSize = int('WORLD_SIZE');
+  const rank = int('RANK');
+  if (rank >= worldSize) throw new Error(`distributed environment: RANK=${rank} is not below WORLD_SIZE=${worldSize}`);
+  return {
+    rank,
+    worldSize,
+    localRank: int('LOCAL_RANK', rank),
+    localWorldSize: int('LOCAL_WORLD_SIZE', worldSize),
+    masterAddr: env.MASTER_ADDR ?? '127.0.0.1',
+    masterPort: int('MASTER_PORT', 29500),
+  };
+}
+
+export class ProcessGroup {
+  private destroyed = false;
+
+  private constructor(
+    readonly rank: number,
+    readonly worldSize: number,
+    private readonly id: number | undefined,
+  ) {}
+
+  /** A group over the given rendezvous; a world of one needs no peers and no network. */
+  static create(o: ProcessGroupOptions): ProcessGroup {
+    if (o.worldSize === 1) return new ProcessGroup(0, 1, undefined);
+    const id = native.dist.init({
+      rank: o.rank,
+      worldSize: o.worldSize,
+      masterAddr: o.masterAddr,
+      masterPort: o.masterPort,
+      timeoutMs: o.timeoutMs ?? 300_000,
+      heartbeatMs: o.heartbeatMs ?? 1000,
+      ...(o.ifname ? { ifname: o.ifname } : {}),
+    });
+    return new ProcessGroup(o.rank, o.worldSize, id);
+  }
+
+  private group(): number {
+    if (this.destroyed) throw new Error('process group was destroyed');
+    return this.id!;
+  }
+
+  /** In place: every rank ends with the reduction of all ranks' tensors ('avg' = sum / worldSize). */
+  allReduce(t: Tensor, op: ReduceOp = 'sum'): void {
+    if (this.id === undefined) return;
+    native.dist.allReduce(this.group(), t, op === 'avg' ? 'sum' : op, false);
+    if (op === 'avg') t.div_(this.worldSize);
+  }
+
+  async allReduceAsync(t: Tensor, op: ReduceOp = 'sum'): Promise<void> {
+    if (this.id === undefined) return;
+    await native.dist.allReduce(this.group(), t, op === 'avg' ? 'sum' : op, true);
+    if (op === 'avg') t.div_(this.worldSize);
+  }
+
+  /** In place: every rank gets root's tensor. */
+  broadcast(t: Tensor, root = 0): void {
+    if (this.id !== undefined) native.dist.broadcast(this.group(), t, root, false);
+  }
+
+  async broadcastAsync(t: Tensor, root = 0): Promise<void> {
+    if (this.id !== undefined) await native.dist.broadcast(this.group(), t, root, true);
+  }
+
+  /** Each rank's `t`, in rank order (new tensors, same shape as t). */
+  allGather(t: Tensor): Tensor[] {
+    if (this.id === undefined) return [t.clone()];
+    const outputs = Array.from({ length: this.worldSize }, () => emptyLike(t));
+    native.dist.allGather(this.group(), outputs, t.contiguous(), false);
+    return outputs;
+  }
+
+  async allGatherAsync(t: Tensor): Promise<Tensor[]> {
+    if (this.id === undefined) return [t.clone()];
+    const outputs = Array.from({ length: this.worldSize }, () => emptyLike(t));
+    await native.dist.allGather(this.group(), outputs, t.contiguous(), true);
+    return outputs;
+  }
+
+  /**
+   * The reduction of all ranks' `t` (first dim divisible by worldSize), of which this rank keeps
+   * its slice. Gloo has no reduce-scatter: this is an all-reduce and a narrow, the same bytes
+   * twice over; fine for the small tensors that use it.
+   */
+  reduceScatter(t: Tensor, op: ReduceOp = 'sum'): Tensor {
+    const n = t.shape[0];
+    if (n % this.worldSize !== 0) throw new Error(`reduceScatter: first dimension ${n} is not divisible by world size ${this.worldSize}`);
+    return tidy(() => {
+      const reduced = t.clone();
+      this.allReduce(reduced, op);
+      const size = n / this.worldSize;
+      return narrow(reduced, 0, this.rank * size, size).contiguous();
+    });
+  }
+
+  barrier(): void {
+    if (this.id !== undefined) native.dist.barrier(this.group(), false);
+  }
+
+  async barrierAsync(): Promise<void> {
+    if (this.id !== undefined) await native.dist.barrier(this.group(), true);
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (this.id !== undefined) native.dist.destroy(this.id);
+  }
+}
+
+/**
+ * The default group of this process: from the torchrun environment, or a world of one. Env
+ * overrides: ARCFACE_DIST_TIMEOUT_MS, GLOO_SOCKET_IFNAME.
+ */
+export function initProcessGroup(overrides: Partial<ProcessGroupOptions> = {}): ProcessGroup {
+  const env = distEnv();
+  if (!env && !overrides.worldSize) return ProcessGroup.create({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: 0 });
+  const timeout = process.env.ARCFACE_DIST_TIMEOUT_MS;
+  return ProcessGroup.create({
+    rank: env?.rank ?? 0,
+    worldSize: env?.worldSize ?? 1,
+    masterAddr: env?.masterAddr ?? '127.0.0.1',
+    masterPort: env?.masterPort ?? 29500,
+    ...(timeout ? { timeoutMs: Number(timeout) } : {}),
+    ...(process.env.GLOO_SOCKET_IFNAME ? { ifname: process.env.GLOO_SOCKET_IFNAME } : {}),
+    ...overrides,
+  });
+}
+
