@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, execSync } from 'node:child_process';
 import { repoRoot } from './helpers.js';
 
 const worker = path.join(repoRoot, 'dist', 'test', 'dist-worker.js');
@@ -109,6 +109,50 @@ describe('data parallel', () => {
   });
 });
 
+describe('two machines', () => {
+  // Two network namespaces joined by a veth pair stand in for two hosts; each runs `arcface launch`
+  // with 2 workers, rendezvous over the veth addresses.
+  const canMakeNamespaces = (() => {
+    if (process.getuid?.() !== 0) return 'needs root for ip netns';
+    try {
+      execSync('ip netns add arcface_probe && ip netns del arcface_probe', { stdio: 'ignore' });
+      return true;
+    } catch {
+      return 'ip netns is not available here';
+    }
+  })();
+
+  test('arcface launch --nnodes 2 over a veth pair trains like one process', { skip: canMakeNamespaces === true ? false : canMakeNamespaces }, async () => {
+    const tag = String(process.pid % 10000);
+    const ns = [`afa${tag}`, `afb${tag}`], veth = [`va${tag}`, `vb${tag}`], addr = ['10.77.0.1', '10.77.0.2'];
+    const sh = (cmd: string) => execSync(cmd, { stdio: 'pipe' });
+    try {
+      for (const n of ns) sh(`ip netns add ${n} && ip -n ${n} link set lo up`);
+      sh(`ip link add ${veth[0]} netns ${ns[0]} type veth peer name ${veth[1]} netns ${ns[1]}`);
+      ns.forEach((n, i) => sh(`ip -n ${n} addr add ${addr[i]}/24 dev ${veth[i]} && ip -n ${n} link set ${veth[i]} up`));
+      const port = String(nextPort++);
+      const nodes = await Promise.all(
+        ns.map((n, node) =>
+          collect(
+            ['ip', 'netns', 'exec', n, process.execPath, arcface, 'launch', '--nnodes', '2', '--node-rank', String(node), '--nproc-per-node', '2',
+              '--master-addr', addr[0], '--master-port', port, '--', 'node', worker, 'train', '5'],
+            { GLOO_SOCKET_IFNAME: veth[node] },
+            120_000,
+          ),
+        ),
+      );
+      for (const node of nodes) assert.equal(node.code, 0, node.stdout + node.stderr);
+      const records = nodes.flatMap((n) => n.records);
+      assert.deepEqual(records.map((r) => r.rank).sort(), [0, 1, 2, 3]);
+      for (const r of records) assert.deepEqual(r.losses, records[0].losses);
+      const [one] = (await runWorkers(1, ['train', '5'])).map((r) => r.records[0]);
+      records[0].losses.forEach((loss: number, i: number) => assert.ok(Math.abs(loss - one.losses[i]) <= 1e-5 * Math.abs(one.losses[i])));
+    } finally {
+      for (const n of ns) execSync(`ip netns del ${n} 2>/dev/null || true`);
+    }
+  });
+});
+
 describe('failures', () => {
   test('a rank killed with SIGKILL is named by the others, which exit non-zero at once', async () => {
     const runs = await runWorkers(3, ['die-after', '20', '1'], { ARCFACE_DIST_TIMEOUT_MS: '20000' });
@@ -143,7 +187,6 @@ describe('failures', () => {
     assert.match(run.stderr, /arcface launch: worker rank 1 killed by SIGKILL; stopped the other workers/);
     assert.ok(run.ms < 30_000);
     await new Promise((r) => setTimeout(r, 200));
-    const { execSync } = await import('node:child_process');
     const leftovers = execSync(`pgrep -f "dist-worker[.]js die-after" || true`, { encoding: 'utf8' }).trim();
     assert.equal(leftovers, '', 'no worker is left behind');
     assert.ok(!alive(run.pid));

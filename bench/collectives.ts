@@ -1,0 +1,52 @@
+/**
+ * All-reduce bandwidth over Gloo on this machine (JSON lines): 1–64 MB float32 buffers, world
+ * size 2 (or --world N), processes on 127.0.0.1 started by this script.
+ *   node dist/bench/collectives.js [--world 2] [--reps 10]
+ * busGBps = size × 2(n−1)/n ÷ time, the traffic each rank moves in a ring all-reduce.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import * as torch from '../src/torch/index.js';
+import { initProcessGroup } from '../src/dist/index.js';
+import { emit, round, summarize, timeMs } from './harness.js';
+
+const arg = (name: string, fallback: number) => {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? Number(process.argv[at + 1]) : fallback;
+};
+const reps = arg('--reps', 10);
+
+if (process.env.RANK !== undefined) {
+  const pg = initProcessGroup();
+  for (const mb of [1, 4, 16, 64]) {
+    const t = torch.ones([(mb * 2 ** 20) / 4]);
+    pg.allReduce(t); // warm-up: connections and buffers
+    const ms: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      pg.barrier();
+      ms.push(timeMs(() => pg.allReduce(t)));
+    }
+    const s = summarize(ms);
+    const n = pg.worldSize;
+    if (pg.rank === 0) {
+      emit({ bench: 'allreduce_gloo', worldSize: n, mb, ...s, algGBps: round(mb / 1024 / (s.medianMs / 1000)), busGBps: round(((mb / 1024) * 2 * (n - 1)) / n / (s.medianMs / 1000)) });
+    }
+    t.dispose();
+  }
+  pg.destroy();
+} else {
+  const world = arg('--world', 2);
+  const port = String(29400 + (process.pid % 500));
+  const self = fileURLToPath(import.meta.url);
+  await Promise.all(
+    Array.from({ length: world }, (_, rank) =>
+      new Promise<void>((resolve, reject) => {
+        const child = spawn(process.execPath, [self, ...process.argv.slice(2)], {
+          stdio: ['ignore', 'inherit', 'inherit'],
+          env: { ...process.env, MASTER_ADDR: '127.0.0.1', MASTER_PORT: port, RANK: String(rank), WORLD_SIZE: String(world) },
+        });
+        child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`rank ${rank} exited with ${code}`))));
+      }),
+    ),
+  );
+}
