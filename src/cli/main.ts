@@ -9,6 +9,7 @@ interface Command {
 const commands: Record<string, Command> = {
   doctor: { summary: 'check the engine: libtorch, BLAS, threads, Gloo, CUDA', run: async (a) => (await import('./doctor.js')).doctor(a) },
   launch: { summary: 'start this node\'s workers like torchrun (--nproc-per-node, --nnodes, --node-rank, --master-addr, --master-port)', run: async (a) => (await import('./launch.js')).launchCommand(a) },
+  config: { summary: 'print a training config resolved over the defaults and validated (--set key=value overrides)', run: async (a) => (await import('./config.js')).configCommand(a) },
   flops: { summary: 'MACs ("GFLOPs") and parameters of a backbone at 112×112', run: async (a) => (await import('./flops.js')).flops(a) },
   demo: { summary: 'train a tiny conv net on generated data (the engine end to end)', run: async (a) => (await import('./demo.js')).demo(a) },
 };
@@ -43,6 +44,7 @@ export async function run(argv: string[]): Promise<number> {
     return await command.run(rest);
   } catch (error) {
     console.error(`arcface ${name}: ${error instanceof Error ? error.message : String(error)}`);
-    return 1;
+    // Bad configs and bad arguments exit with 2 (usage errors), everything else with 1.
+    return error instanceof Error && error.name === 'ConfigError' ? 2 : 1;
   }
 }

@@ -1,0 +1,24 @@
+// Ported from insightface arcface_torch configs/wf42m_pfc02_vit_h.py (tools/port_arcface_configs.py).
+import { defineConfig } from 'arcface-ts/train';
+
+export default defineConfig({
+  marginList: [1.0, 0.0, 0.4],
+  network: "vit_h",
+  resume: false,
+  output: null,
+  embeddingSize: 512,
+  sampleRate: 0.5,
+  fp16: true,
+  weightDecay: 0.1,
+  batchSize: 768,
+  optimizer: "adamw",
+  lr: 0.001,
+  verbose: 2000,
+  rec: "/train_tmp/WebFace42M",
+  numClasses: 2059906,
+  numImage: 42474557,
+  numEpoch: 16,
+  warmupEpoch: 2,
+  valTargets: [],
+  daliAug: true,
+});
