@@ -17,7 +17,8 @@
         "src/optim.cc",
         "src/runtime.cc",
         "src/cpu_allocator.cc",
-        "src/dist.cc"
+        "src/dist.cc",
+        "src/dist_autograd.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["USE_C10D_GLOO", "NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

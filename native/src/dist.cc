@@ -2,10 +2,13 @@
 // promises resolved off the JS thread), and a heartbeat so that a failed collective can name the
 // rank that stopped. Nothing here moves data itself: gloo does.
 #include "common.h"
+#include "dist.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty_like.h>
 
 #include <signal.h>
 #include <unistd.h>
@@ -323,6 +326,42 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// Blocking forms for other translation units (dist_autograd.cc); errors name the failing peers.
+static Group& GroupAt(int id) {
+  if (id < 0 || id >= static_cast<int>(g_groups.size()) || !g_groups[id] || !g_groups[id]->pg) {
+    throw std::runtime_error("process group was destroyed");
+  }
+  return *g_groups[id];
+}
+
+static void WaitOrThrow(Group& g, const c10::intrusive_ptr<c10d::Work>& work, const std::string& op) {
+  try {
+    work->wait();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(FailureMessage(g, op, e.what()));
+  }
+}
+
+at::Tensor DistAllGatherCat(int id, const at::Tensor& t) {
+  Group& g = GroupAt(id);
+  g.Enter();
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  for (int r = 0; r < g.world_size; ++r) outputs[0].push_back(at::empty_like(t));
+  std::vector<at::Tensor> inputs{t};
+  WaitOrThrow(g, g.pg->allgather(outputs, inputs), "allGather");
+  return at::cat(outputs[0], 0);
+}
+
+void DistAllReduceSum(int id, at::Tensor& t) {
+  Group& g = GroupAt(id);
+  g.Enter();
+  std::vector<at::Tensor> tensors{t};
+  WaitOrThrow(g, g.pg->allreduce(tensors), "allReduce");
+}
+
+int DistRank(int id) { return GroupAt(id).rank; }
+int DistWorldSize(int id) { return GroupAt(id).world_size; }
+
 void InitDist(Napi::Env env, Napi::Object exports) {
   auto dist = Napi::Object::New(env);
   dist.Set("init", Napi::Function::New(env, Init));
@@ -331,6 +370,7 @@ void InitDist(Napi::Env env, Napi::Object exports) {
   dist.Set("broadcast", Napi::Function::New(env, Broadcast));
   dist.Set("allGather", Napi::Function::New(env, AllGather));
   dist.Set("barrier", Napi::Function::New(env, Barrier));
+  InitDistAutograd(env, dist);
   exports.Set("dist", dist);
 }
 

@@ -129,6 +129,16 @@ export class ProcessGroup {
   }
 
   /**
+   * Every rank's `t` concatenated along dim 0, differentiable: the backward gives this rank the
+   * gradient of its slice summed over ranks, times worldSize (arcface_torch's AllGather for
+   * Partial FC, which DDP's gradient averaging turns back into the sum). World of one: `t` itself.
+   */
+  allGatherWithGrad(t: Tensor): Tensor {
+    if (this.id === undefined) return t;
+    return native.dist.allGatherWithGrad(this.group(), t);
+  }
+
+  /**
    * The reduction of all ranks' `t` (first dim divisible by worldSize), of which this rank keeps
    * its slice. Gloo has no reduce-scatter: this is an all-reduce and a narrow, the same bytes
    * twice over; fine for the small tensors that use it.

@@ -63,6 +63,8 @@ export interface NativeDist {
   broadcast(group: number, tensor: unknown, root: number, async: boolean): Promise<void> | undefined;
   allGather(group: number, outputs: unknown[], input: unknown, async: boolean): Promise<void> | undefined;
   barrier(group: number, async: boolean): Promise<void> | undefined;
+  /** all-gather along dim 0 whose backward hands each rank its slice of the summed gradient × worldSize */
+  allGatherWithGrad(group: number, tensor: unknown): any;
 }
 
 export interface NativeAddon {
