@@ -8,6 +8,7 @@
 import { tidy, cat, zeros, type Tensor, type Dtype } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import type { ProcessGroup } from './process-group.js';
+import { ELEMENT_SIZE } from '../torch/serialization/records.js';
 
 export interface DataParallelOptions {
   /** bucket size for gradient all-reduce, MB (DDP's default 25) */
@@ -54,7 +55,7 @@ export class DistributedDataParallel<M extends Module> {
       let bucket: Tensor[] = [];
       let bytes = 0;
       for (const p of same) {
-        const size = p.numel * (p.dtype === 'float64' || p.dtype === 'int64' ? 8 : p.dtype === 'float32' ? 4 : 2);
+        const size = p.numel * ELEMENT_SIZE[p.dtype];
         if (bucket.length > 0 && bytes + size > capBytes) {
           this.buckets.push(bucket);
           bucket = [];
