@@ -18,7 +18,12 @@
         "src/runtime.cc",
         "src/cpu_allocator.cc",
         "src/dist.cc",
-        "src/dist_autograd.cc"
+        "src/dist_autograd.cc",
+        "src/image_codec.cc",
+        "src/image_augment.cc",
+        "src/recordio_read.cc",
+        "src/face_render.cc",
+        "src/data_binding.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["USE_C10D_GLOO", "NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
@@ -28,10 +33,10 @@
       "conditions": [
         ["torch_dir==''", {
           "include_dirs": ["/usr/include/torch/csrc/api/include"],
-          "libraries": ["-ltorch_cpu", "-lc10", "-ldl"]
+          "libraries": ["-ltorch_cpu", "-lc10", "-ldl", "-lturbojpeg", "-lpng"]
         }, {
           "include_dirs": ["<(torch_dir)/include", "<(torch_dir)/include/torch/csrc/api/include"],
-          "libraries": ["-L<(torch_dir)/lib", "-Wl,-rpath,<(torch_dir)/lib", "-ltorch_cpu", "-lc10", "-ldl"]
+          "libraries": ["-L<(torch_dir)/lib", "-Wl,-rpath,<(torch_dir)/lib", "-ltorch_cpu", "-lc10", "-ldl", "-lturbojpeg", "-lpng"]
         }],
         ["cuda=='1'", {
           "defines": ["ARCFACE_CUDA=1"],

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libtorch-dev libopenblas0-pthread libgloo-dev g++ make python3)
+packages=(libtorch-dev libopenblas0-pthread libgloo-dev libturbojpeg0-dev libpng-dev g++ make python3)
 [[ " $* " == *" --with-python-torch "* ]] && packages+=(python3-torch)
 
 missing=()

@@ -3,6 +3,7 @@ export * as torch from './torch/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export * as models from './models/index.js';
+export * as data from './data/index.js';
 export * as dist from './dist/index.js';
 export * as evaluation from './eval/index.js';
 export * as train from './train/index.js';

@@ -11,6 +11,8 @@ const commands: Record<string, Command> = {
   launch: { summary: 'start this node\'s workers like torchrun (--nproc-per-node, --nnodes, --node-rank, --master-addr, --master-port)', run: async (a) => (await import('./launch.js')).launchCommand(a) },
   config: { summary: 'print a training config resolved over the defaults and validated (--set key=value overrides)', run: async (a) => (await import('./config.js')).configCommand(a) },
   flops: { summary: 'MACs ("GFLOPs") and parameters of a backbone at 112×112', run: async (a) => (await import('./flops.js')).flops(a) },
+  pack: { summary: 'pack an image folder into train.rec/train.idx (insightface layout), or --check a pack', run: async (a) => (await import('./pack.js')).pack(a) },
+  generate: { summary: 'generate the seeded face-identities dataset: a training pack and a held-out .bin', run: async (a) => (await import('./generate.js')).generate(a) },
   demo: { summary: 'train a tiny conv net on generated data (the engine end to end)', run: async (a) => (await import('./demo.js')).demo(a) },
 };
 

@@ -93,6 +93,51 @@ export interface NativeAddon {
   liveTensors(): number;
   emptyCpuCache(): void;
   cpuCacheStats(): CpuCacheStats;
+  /** data pipeline (native/src/data_binding.cc; src/data/decode.ts wraps it) */
+  ImageDecoder: new (options: { threads: number }) => ImageDecoderHandle;
+  decodeImage(bytes: Uint8Array): { width: number; height: number; pixels: Uint8Array };
+  encodeJpeg(pixels: Uint8Array, width: number, height: number, quality: number): Uint8Array;
+  resizeImage(pixels: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Uint8Array;
+  renderFaces(options: { seed: number; identities: Float64Array; images: Float64Array; quality: number; threads: number }): Uint8Array[];
+}
+
+/** One batch for ImageDecoderHandle.decode: exactly one image source, one key per sample. */
+export interface DecodeJobSpec {
+  rec?: { path: string; offsets: Float64Array };
+  files?: string[];
+  encoded?: Uint8Array[];
+  rgb?: { buffers: Uint8Array[]; width: number; height: number };
+  keys: Float64Array;
+  seed?: number;
+  epoch?: number;
+  width?: number;
+  height?: number;
+  resize?: boolean;
+  dtype?: 'float32' | 'uint8';
+  pinMemory?: boolean;
+  flip?: number;
+  dali?: boolean;
+  resizeProb?: number;
+  blurProb?: number;
+  hsvProb?: number;
+  grayProb?: number;
+}
+
+export interface DecodeJobResult {
+  images: any;
+  /** the IRHeader labels, for rec sources */
+  labels?: Float64Array;
+  /** per sample: why it failed (its slot is zero), or null */
+  errors: (string | null)[];
+  /** width, height of each image before resizing (0, 0 where it failed) */
+  sizes: Int32Array;
+  resized: number;
+}
+
+export interface ImageDecoderHandle {
+  decode(job: DecodeJobSpec): Promise<DecodeJobResult>;
+  close(): void;
+  readonly threads: number;
 }
 
 /** The caching CPU allocator's counters (native/src/cpu_allocator.cc). */

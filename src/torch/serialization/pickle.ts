@@ -86,6 +86,11 @@ export interface UnpickleOptions {
   persistentLoad?: (pid: unknown) => unknown;
   /** applies BUILD state to an object; without it BUILD is refused */
   build?: (target: unknown, state: unknown) => void;
+  /**
+   * Python 2 `str` (STRING, BINSTRING, SHORT_BINSTRING): 'text' decodes it as UTF-8 (the default),
+   * 'bytes' gives a Uint8Array, as Python 3's `pickle.load(f, encoding='bytes')`
+   */
+  py2Strings?: 'text' | 'bytes';
 }
 
 /** Unpickles the single pickle at the start of `bytes`. */
@@ -149,9 +154,9 @@ class Unpickler {
       case OP.FLOAT: return this.push(this.parseFloatLine(this.line()));
       case OP.BINFLOAT: return this.push(this.view.getFloat64(this.skip(8), false));
 
-      case OP.STRING: return this.push(this.decodeUtf8(unescapePyString(this.line(), (m) => this.fail(m))));
-      case OP.BINSTRING: return this.push(this.decodeUtf8(this.take(this.i32Length())));
-      case OP.SHORT_BINSTRING: return this.push(this.decodeUtf8(this.take(this.u8())));
+      case OP.STRING: return this.push(this.py2String(unescapePyString(this.line(), (m) => this.fail(m))));
+      case OP.BINSTRING: return this.push(this.py2String(this.take(this.i32Length())));
+      case OP.SHORT_BINSTRING: return this.push(this.py2String(this.take(this.u8())));
       case OP.UNICODE: return this.push(decodeRawUnicodeEscape(this.lineBytes()));
       case OP.BINUNICODE: return this.push(this.decodeUtf8(this.take(this.u32())));
       case OP.SHORT_BINUNICODE: return this.push(this.decodeUtf8(this.take(this.u8())));
@@ -259,6 +264,10 @@ class Unpickler {
 
   private line(): string {
     return this.decodeUtf8(this.lineBytes());
+  }
+
+  private py2String(bytes: Uint8Array): string | Uint8Array {
+    return this.options.py2Strings === 'bytes' ? new Uint8Array(bytes) : this.decodeUtf8(bytes);
   }
 
   private decodeUtf8(bytes: Uint8Array): string {
