@@ -109,6 +109,35 @@ describe('data parallel', () => {
   });
 });
 
+describe('model-parallel Partial FC', () => {
+  const runPfc = async (worldSize: number, sampleRate: number) => {
+    const runs = await runWorkers(worldSize, ['pfc', '4', String(sampleRate)]);
+    for (const run of runs) assert.equal(run.code, 0, run.stderr);
+    return runs.map((r) => r.records[0]).sort((a, b) => a.rank - b.rank);
+  };
+  // sampleRate 0.5: the batch's 8 positives exceed every shard's sample size, so each shard keeps
+  // exactly its positives and the sampled set is the same for every world size.
+  for (const sampleRate of [1, 0.5]) {
+    test(`sharded centres over 2 and 4 processes train like one process (sampleRate ${sampleRate})`, async () => {
+      const [one] = await runPfc(1, sampleRate);
+      for (const worldSize of [2, 4]) {
+        const ranks = await runPfc(worldSize, sampleRate);
+        // the loss is the same on every rank, and equals one process's up to float32 summation order
+        for (const r of ranks) {
+          assert.deepEqual(r.losses, ranks[0].losses);
+          r.losses.forEach((loss: number, i: number) => assert.ok(Math.abs(loss - one.losses[i]) <= 1e-5 * Math.abs(one.losses[i]), `world ${worldSize} step ${i}: ${loss} vs ${one.losses[i]}`));
+          r.params.forEach((p: number[], i: number) => p.forEach((v, j) => assert.ok(Math.abs(v - one.params[i][j]) <= 1e-5 * (1 + Math.abs(one.params[i][j])))));
+        }
+        // each rank's shard equals the matching rows of the single process's centres
+        const gathered = ranks.flatMap((r) => r.centres);
+        assert.equal(gathered.length, one.centres.length);
+        gathered.forEach((v: number, i: number) => assert.ok(Math.abs(v - one.centres[i]) <= 1e-5 * (1 + Math.abs(one.centres[i])), `centre element ${i}`));
+      }
+      assert.ok(one.losses.at(-1) < one.losses[0]);
+    });
+  }
+});
+
 describe('two machines', () => {
   // Two network namespaces joined by a veth pair stand in for two hosts; each runs `arcface launch`
   // with 2 workers, rendezvous over the veth addresses.

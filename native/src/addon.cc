@@ -20,6 +20,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitOptim(env, exports);
   InitRuntime(env, exports);
   InitDist(env, exports);
+  InitPartialFc(env, exports);
   InitData(env, exports);
   return exports;
 }

@@ -72,7 +72,8 @@ void InitOptim(Napi::Env env, Napi::Object exports);
 void InitRuntime(Napi::Env env, Napi::Object exports);
 void InitCpuAllocator(Napi::Env env, Napi::Object exports);
 void InitDist(Napi::Env env, Napi::Object exports);
-void InitData(Napi::Env env, Napi::Object exports);
 void InitTensorFactories(Napi::Env env, Napi::Object exports);
+void InitPartialFc(Napi::Env env, Napi::Object exports);
+void InitData(Napi::Env env, Napi::Object exports);
 
 }  // namespace arcface

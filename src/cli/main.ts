@@ -14,6 +14,7 @@ const commands: Record<string, Command> = {
   pack: { summary: 'pack an image folder into train.rec/train.idx (insightface layout), or --check a pack', run: async (a) => (await import('./pack.js')).pack(a) },
   generate: { summary: 'generate the seeded face-identities dataset: a training pack and a held-out .bin', run: async (a) => (await import('./generate.js')).generate(a) },
   demo: { summary: 'train a tiny conv net on generated data (the engine end to end)', run: async (a) => (await import('./demo.js')).demo(a) },
+  bench: { summary: 'benchmarks: `bench pfc` times Partial FC steps (memory per class, samples/s)', run: async (a) => (await import('./bench.js')).bench(a) },
 };
 
 export function version(): string {

@@ -93,6 +93,9 @@ export interface NativeAddon {
   liveTensors(): number;
   emptyCpuCache(): void;
   cpuCacheStats(): CpuCacheStats;
+  PartialFcKernel: new (options: PartialFcKernelOptions) => PartialFcKernelHandle;
+  /** madvise(MADV_HUGEPAGE) on a tensor's memory, before it is first touched; true if taken */
+  adviseHugePages(tensor: unknown): boolean;
   /** data pipeline (native/src/data_binding.cc; src/data/decode.ts wraps it) */
   ImageDecoder: new (options: { threads: number }) => ImageDecoderHandle;
   decodeImage(bytes: Uint8Array): { width: number; height: number; pixels: Uint8Array };
@@ -138,6 +141,47 @@ export interface ImageDecoderHandle {
   decode(job: DecodeJobSpec): Promise<DecodeJobResult>;
   close(): void;
   readonly threads: number;
+}
+
+export interface PartialFcKernelOptions {
+  embeddingSize: number;
+  /** math dtype: float32, or float64 (with float64 class centres) */
+  dtype: 'float32' | 'float64';
+  /** sampled rows per tile: one GEMM each, buffers of tileRows × embeddingSize */
+  tileRows: number;
+}
+
+/** CombinedMarginLoss's parameters; filter is the inter-class filtering threshold (0: off). */
+export interface MarginParams {
+  s: number;
+  m1: number;
+  m2: number;
+  m3: number;
+  filter: number;
+}
+
+/**
+ * The Partial FC kernel of one head (native/src/pfc_kernel.h): the phases of a step, called in
+ * order; a multi-process head all-reduces between logits/expSums (MAX) and expSums/loss (SUM).
+ */
+export interface PartialFcKernelHandle {
+  /** labels: global int64 [B]; returns the number of sampled rows */
+  sample(labels: unknown, classStart: number, numLocal: number, numSample: number): number;
+  /** → this shard's row max of the final logits [B] */
+  logits(embeddings: unknown, weight: unknown, margin: MarginParams): any;
+  /** global row max [B] → [B, 2]: Σ exp(x − M) and exp(x_target − M) (0 where the target is elsewhere) */
+  expSums(rowMax: unknown): any;
+  /** global sums [B, 2] → the loss, whose backward reaches the embeddings */
+  loss(embeddings: unknown, sums: unknown): any;
+  /** after backward: ∂loss/∂(sampled rows) [S, D] */
+  rowGrads(): any;
+  sgdStep(momentumBuffer: unknown, options: { lr: number; momentum: number; weightDecay: number }): void;
+  adamwStep(expAvg: unknown, expAvgSq: unknown, steps: unknown, options: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }): void;
+  /** rows of the shard in the current sample (int64 [S], sorted) */
+  sampledIndex(): any;
+  /** each label's column in the sample, −1 where its centre is not in this shard */
+  targets(): any;
+  dispose(): void;
 }
 
 /** The caching CPU allocator's counters (native/src/cpu_allocator.cc). */

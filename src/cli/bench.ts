@@ -1,0 +1,141 @@
+/**
+ * `arcface bench pfc`: Partial FC training steps (forward, backward, sparse update) on random
+ * embeddings and labels, at a chosen class count and sample rate. Prints the median step time,
+ * throughput, peak resident memory and the memory the head added per class.
+ *
+ *   arcface bench pfc --num-classes 1000000 --sample-rate 0.1 --batch-size 128 --embedding-size 512 --steps 20 --json
+ */
+import { readFileSync } from 'node:fs';
+import * as torch from '../torch/index.js';
+import { PartialFC, arcface, type CentreStorage } from '../heads/index.js';
+
+interface PfcBenchOptions {
+  numClasses: number;
+  sampleRate: number;
+  batchSize: number;
+  embeddingSize: number;
+  steps: number;
+  warmup: number;
+  storage: CentreStorage;
+  optimizer: 'sgd' | 'adamw';
+  json: boolean;
+}
+
+const USAGE =
+  'usage: arcface bench pfc --num-classes N --sample-rate R --batch-size B --embedding-size D --steps S ' +
+  '[--warmup W] [--storage float32|bfloat16|float16] [--optimizer sgd|adamw] [--json]';
+
+export async function bench(args: string[]): Promise<number> {
+  const [what, ...rest] = args;
+  if (what !== 'pfc') {
+    console.error(`arcface bench: unknown benchmark '${what ?? ''}' (available: pfc)\n${USAGE}`);
+    return 2;
+  }
+  benchPfc(parse(rest));
+  return 0;
+}
+
+function parse(args: string[]): PfcBenchOptions {
+  const o: PfcBenchOptions = {
+    numClasses: 100_000, sampleRate: 0.1, batchSize: 128, embeddingSize: 512, steps: 10, warmup: 2,
+    storage: 'float32', optimizer: 'sgd', json: false,
+  };
+  const integer = (flag: string, v: string, min: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`${flag} needs an integer ≥ ${min}, got '${v}'\n${USAGE}`);
+    return n;
+  };
+  for (let i = 0; i < args.length; i++) {
+    const flag = args[i], value = args[i + 1] ?? '';
+    switch (flag) {
+      case '--json': o.json = true; continue;
+      case '--num-classes': o.numClasses = integer(flag, value, 1); break;
+      case '--batch-size': o.batchSize = integer(flag, value, 1); break;
+      case '--embedding-size': o.embeddingSize = integer(flag, value, 1); break;
+      case '--steps': o.steps = integer(flag, value, 1); break;
+      case '--warmup': o.warmup = integer(flag, value, 0); break;
+      case '--sample-rate':
+        o.sampleRate = Number(value);
+        if (!(o.sampleRate > 0 && o.sampleRate <= 1)) throw new Error(`--sample-rate needs a number in (0, 1], got '${value}'`);
+        break;
+      case '--storage':
+        if (!['float32', 'bfloat16', 'float16'].includes(value)) throw new Error(`--storage: float32, bfloat16 or float16, got '${value}'`);
+        o.storage = value as CentreStorage;
+        break;
+      case '--optimizer':
+        if (value !== 'sgd' && value !== 'adamw') throw new Error(`--optimizer: sgd or adamw, got '${value}'`);
+        o.optimizer = value;
+        break;
+      default:
+        throw new Error(`unknown option '${flag}'\n${USAGE}`);
+    }
+    i++;
+  }
+  return o;
+}
+
+/** kB fields of /proc/self/status (VmRSS: now, VmHWM: peak), in bytes. */
+function memory(field: 'VmRSS' | 'VmHWM'): number {
+  const match = readFileSync('/proc/self/status', 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
+  return match ? Number(match[1]) * 1024 : process.resourceUsage().maxRSS * 1024;
+}
+
+function benchPfc(o: PfcBenchOptions): void {
+  torch.manualSeed(0);
+  const rssBefore = memory('VmRSS');
+  const t0 = performance.now();
+  const pfc = new PartialFC({
+    marginLoss: arcface(),
+    embeddingSize: o.embeddingSize,
+    numClasses: o.numClasses,
+    sampleRate: o.sampleRate,
+    storage: o.storage,
+    optimizer: o.optimizer === 'sgd' ? { type: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 5e-4 } : { type: 'adamw', lr: 1e-3 },
+  });
+  const initS = (performance.now() - t0) / 1000;
+  const times: number[] = [];
+  try {
+    for (let step = 0; step < o.warmup + o.steps; step++) {
+      torch.tidy(() => {
+        const embeddings = torch.randn([o.batchSize, o.embeddingSize]).requiresGrad_();
+        const labels = torch.randint(0, o.numClasses, [o.batchSize]);
+        const start = performance.now();
+        pfc.forward(embeddings, labels).backward();
+        pfc.step();
+        if (step >= o.warmup) times.push(performance.now() - start);
+      });
+    }
+  } finally {
+    pfc.dispose();
+  }
+  const peak = memory('VmHWM');
+  const sorted = [...times].sort((a, b) => a - b);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  const result = {
+    bench: 'pfc',
+    num_classes: o.numClasses,
+    sample_rate: o.sampleRate,
+    batch_size: o.batchSize,
+    embedding_size: o.embeddingSize,
+    storage: o.storage,
+    optimizer: o.optimizer,
+    threads: torch.getNumThreads(),
+    steps: o.steps,
+    step_ms: round(median),
+    step_ms_min: round(sorted[0]),
+    samples_per_s: round((o.batchSize * 1000) / median),
+    peak_rss_mb: round(peak / 2 ** 20),
+    bytes_per_class: round((peak - rssBefore) / o.numClasses),
+    init_s: round(initS),
+  };
+  if (o.json) {
+    console.log(JSON.stringify(result));
+  } else {
+    console.log(
+      `pfc: ${o.numClasses} classes × ${o.embeddingSize} (${o.storage}), r=${o.sampleRate}, batch ${o.batchSize}: ` +
+        `${result.step_ms} ms/step, ${result.samples_per_s} samples/s, peak RSS ${result.peak_rss_mb} MB, ${result.bytes_per_class} B/class`,
+    );
+  }
+}
+
+const round = (x: number): number => Number(x.toPrecision(4));

@@ -1,0 +1,12 @@
+/** Partial FC over a c10d process group: the ShardGroup that the multi-process head needs. */
+import type { ProcessGroup } from '../dist/index.js';
+import type { ShardGroup } from './shard-group.js';
+
+export function shardGroupOf(pg: ProcessGroup): ShardGroup {
+  return {
+    rank: pg.rank,
+    worldSize: pg.worldSize,
+    allGather: (t) => pg.allGatherWithGrad(t),
+    allReduce: (t, op) => pg.allReduce(t, op),
+  };
+}
