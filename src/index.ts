@@ -4,6 +4,7 @@ export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export * as models from './models/index.js';
 export * as data from './data/index.js';
+export * as heads from './heads/index.js';
 export * as dist from './dist/index.js';
 export * as evaluation from './eval/index.js';
 export * as train from './train/index.js';

@@ -4,3 +4,4 @@ export { PartialFC, type PartialFCOptions, type CentreStorage, type LoadStateDic
 export { type SparseOptimizer, type SparseOptimizerOptions, type SparseSGDOptions, type SparseAdamWOptions } from './sparse-optimizer.js';
 export { classShard, singleProcess, type ShardGroup, type ClassShard } from './shard-group.js';
 export { validateLabels } from './labels.js';
+export { shardGroupOf } from './process-group-shards.js';
