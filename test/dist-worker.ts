@@ -65,7 +65,7 @@ function train(steps: number, compression: 'none' | 'float16') {
  */
 function trainPartialFc(steps: number, sampleRate: number) {
   torch.manualSeed(1234 + rank);
-  const numClasses = 12, embeddingSize = 16;
+  const numClasses = Number(process.env.PFC_CLASSES ?? 12), embeddingSize = 16;
   const backbone = new nn.Sequential(new nn.Conv2d(3, 4, 3, { padding: 1 }), new nn.PReLU(4), new nn.Flatten(), new nn.Linear(4 * 8 * 8, embeddingSize));
   const ddp = new DistributedDataParallel(backbone, pg);
   const pfc = new PartialFC({
@@ -96,6 +96,9 @@ function trainPartialFc(steps: number, sampleRate: number) {
   }
   const params = torch.tidy(() => backbone.parameters().map((p) => Array.from(p.data() as Float32Array)));
   const centres = torch.tidy(() => Array.from(pfc.weight.float().data() as Float32Array));
+  // the gathered export (a collective) holds every rank's shard in class order
+  const exportPath = process.env.PFC_EXPORT;
+  if (exportPath) pfc.exportWeight(exportPath);
   out({ losses, params, centres, classStart: pfc.classStart, numLocal: pfc.numLocal });
 }
 

@@ -6,6 +6,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { spawn, execSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import * as torch from '../src/torch/index.js';
 import { repoRoot } from './helpers.js';
 
 const worker = path.join(repoRoot, 'dist', 'test', 'dist-worker.js');
@@ -110,8 +113,8 @@ describe('data parallel', () => {
 });
 
 describe('model-parallel Partial FC', () => {
-  const runPfc = async (worldSize: number, sampleRate: number) => {
-    const runs = await runWorkers(worldSize, ['pfc', '4', String(sampleRate)]);
+  const runPfc = async (worldSize: number, sampleRate: number, env: NodeJS.ProcessEnv = {}) => {
+    const runs = await runWorkers(worldSize, ['pfc', '4', String(sampleRate)], env);
     for (const run of runs) assert.equal(run.code, 0, run.stderr);
     return runs.map((r) => r.records[0]).sort((a, b) => a.rank - b.rank);
   };
@@ -136,6 +139,19 @@ describe('model-parallel Partial FC', () => {
       assert.ok(one.losses.at(-1) < one.losses[0]);
     });
   }
+});
+
+test('exportWeight gathers unequal shards of 4 processes (14 classes: 4, 4, 3, 3) into one PyTorch file', async () => {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pfc-export-')), 'centres.pt');
+  const runs = await runWorkers(4, ['pfc', '2', '1'], { PFC_EXPORT: file, PFC_CLASSES: '14' });
+  for (const run of runs) assert.equal(run.code, 0, run.stderr);
+  const ranks = runs.map((r) => r.records[0]).sort((a, b) => a.rank - b.rank);
+  const weight = torch.loadStateDict(file).get('weight')!;
+  assert.deepEqual(weight.shape, [14, 16]);
+  assert.deepEqual(ranks.map((r) => r.numLocal), [4, 4, 3, 3]);
+  assert.deepEqual(Array.from(weight.data() as Float32Array), ranks.flatMap((r) => r.centres));
+  weight.dispose();
+  fs.rmSync(path.dirname(file), { recursive: true, force: true });
 });
 
 describe('two machines', () => {

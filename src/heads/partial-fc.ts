@@ -204,11 +204,28 @@ export class PartialFC {
    * {weight}, like arcface_torch's softmax_fc checkpoint) in the storage dtype, or `dtype`.
    */
   exportWeight(path: string, { dtype }: { dtype?: torch.Dtype } = {}): void {
-    if (this.worldSize !== 1) {
-      throw new Error('PartialFC.exportWeight: gathering the shards of several processes needs the process group; use stateDict() per rank');
-    }
-    torch.tidy(() => torch.save(new Map([['weight', dtype ? this.weight.to(dtype) : this.weight.detach()]]), path));
+    torch.tidy(() => {
+      const full = this.worldSize === 1 ? this.weight.detach() : this.gatherWeight();
+      // Every rank takes part in the gather; rank 0 writes the file.
+      if (this.rank === 0) torch.save(new Map([['weight', dtype ? full.to(dtype) : full]]), path);
+    });
   }
+
+  /**
+   * All ranks' shards in class order (a collective: every rank must call it). Shards differ by at
+   * most one row, so each is padded to the largest for the equal-shape all-gather, then trimmed.
+   */
+  private gatherWeight(): Tensor {
+    const group = this.group!;
+    const rows = Math.ceil(this.numClasses / this.worldSize);
+    // float32 on the wire: Gloo in libtorch 1.13 has no bfloat16 all-gather
+    const padded = torch.zeros([rows, this.embeddingSize], { dtype: this.weight.dtype === 'float64' ? 'float64' : 'float32' });
+    padded.narrow(0, 0, this.numLocal).copy_(this.weight);
+    const all = group.allGather(padded);
+    const shards = Array.from({ length: this.worldSize }, (_, r) => all.narrow(0, r * rows, classShard(this.numClasses, r, this.worldSize).numLocal));
+    return torch.cat(shards).to(this.weight.dtype);
+  }
+
 
   dispose(): void {
     this.kernel.dispose();
