@@ -10,15 +10,6 @@ namespace arcface {
 
 namespace {
 
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
 uint8_t ToByte(float v) { return static_cast<uint8_t>(std::min(255.f, std::max(0.f, v)) + 0.5f); }
 
 // fn.gaussian_blur with only a window size: radius = (window − 1)/2, sigma = (radius − 1)·0.3 + 0.8,
@@ -96,29 +87,6 @@ void Hsv(RgbImage& img, double hue_degrees, double saturation) {
 
 }  // namespace
 
-Rng::Rng(uint64_t seed) {
-  for (uint64_t& s : s_) s = SplitMix64(seed);
-}
-
-uint64_t Rng::Next() {
-  const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = Rotl(s_[3], 45);
-  return result;
-}
-
-double Rng::Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
-
-double Rng::Normal() {
-  const double u = 1.0 - Uniform();  // (0, 1]: log stays finite
-  return std::sqrt(-2.0 * std::log(u)) * std::cos(2 * M_PI * Uniform());
-}
-
 uint64_t SampleSeed(uint64_t seed, uint64_t epoch, uint64_t key) {
   uint64_t s = seed;
   uint64_t h = SplitMix64(s);
@@ -152,7 +120,11 @@ bool Augment(RgbImage& img, Rng& rng, const AugmentOptions& o) {
   return flip;
 }
 
-void WriteChw(const RgbImage& img, bool flip, float* out) {
+namespace {
+
+// HWC bytes → CHW slot, mirrored when `flip`; `convert` maps each byte to the output type.
+template <typename T, typename Convert>
+void WriteChwWith(const RgbImage& img, bool flip, T* out, Convert convert) {
   const int w = img.width, h = img.height;
   const size_t plane = size_t(w) * h;
   for (int y = 0; y < h; ++y) {
@@ -160,25 +132,20 @@ void WriteChw(const RgbImage& img, bool flip, float* out) {
     for (int x = 0; x < w; ++x) {
       const uint8_t* p = row + size_t(flip ? w - 1 - x : x) * 3;
       const size_t o = size_t(y) * w + x;
-      for (int c = 0; c < 3; ++c) {
-        // float32 steps of ToTensor (x / 255) then Normalize ((t − 0.5) / 0.5): bit-identical
-        const float t = static_cast<float>(p[c]) / 255.0f;
-        out[c * plane + o] = (t - 0.5f) / 0.5f;
-      }
+      for (int c = 0; c < 3; ++c) out[c * plane + o] = convert(p[c]);
     }
   }
 }
 
+}  // namespace
+
+void WriteChw(const RgbImage& img, bool flip, float* out) {
+  // float32 steps of ToTensor (x / 255) then Normalize ((t − 0.5) / 0.5): bit-identical
+  WriteChwWith(img, flip, out, [](uint8_t v) { return (static_cast<float>(v) / 255.0f - 0.5f) / 0.5f; });
+}
+
 void WriteChw(const RgbImage& img, bool flip, uint8_t* out) {
-  const int w = img.width, h = img.height;
-  const size_t plane = size_t(w) * h;
-  for (int y = 0; y < h; ++y) {
-    const uint8_t* row = &img.pixels[size_t(y) * w * 3];
-    for (int x = 0; x < w; ++x) {
-      const uint8_t* p = row + size_t(flip ? w - 1 - x : x) * 3;
-      for (int c = 0; c < 3; ++c) out[c * plane + size_t(y) * w + x] = p[c];
-    }
-  }
+  WriteChwWith(img, flip, out, [](uint8_t v) { return v; });
 }
 
 }  // namespace arcface

@@ -6,22 +6,9 @@
 #include <cstdint>
 
 #include "image_codec.h"
+#include "rng.h"
 
 namespace arcface {
-
-// xoshiro256** seeded through splitmix64: small, fast, and identical on every platform.
-class Rng {
- public:
-  explicit Rng(uint64_t seed);
-  uint64_t Next();
-  double Uniform();  // [0, 1)
-  double Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
-  bool Coin(double p) { return Uniform() < p; }
-  double Normal();  // standard normal (Box–Muller)
-
- private:
-  uint64_t s_[4];
-};
 
 // One stream per (seed, epoch, sample): the augmentation of a sample never depends on which
 // thread, batch or rank handles it.

@@ -7,6 +7,7 @@
 // stream is seeded from libtorch's default generator, so torch.manualSeed makes it repeatable.
 #include "pfc_kernel.h"
 #include "pfc_types.h"
+#include "rng.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -17,36 +18,6 @@
 namespace arcface::pfc {
 
 namespace {
-
-uint64_t SplitMix64(uint64_t& x) {
-  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-// xoshiro256**: fast, and plenty for drawing ~10⁷ uniforms per step.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) {
-    for (auto& s : s_) s = SplitMix64(seed);
-  }
-  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }  // [0, 1)
-
- private:
-  static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  uint64_t Next() {
-    const uint64_t result = Rotl(s_[1] * 5, 7) * 9, t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = Rotl(s_[3], 45);
-    return result;
-  }
-  uint64_t s_[4];
-};
 
 uint64_t SeedFromTorch() {
   auto gen = at::detail::getDefaultCPUGenerator();
