@@ -102,8 +102,12 @@ struct Group {
     });
   }
 
+  std::string FailedKey(int r) const { return "arcface/failed/" + std::to_string(r); }
+
   // After a failed collective: which ranks are gone? Workers on this host are checked by pid at
-  // once; the others by their heartbeat, waiting up to 4 periods for a dead one to go stale.
+  // once; the others by their heartbeat, waiting up to 4 periods for a dead one to go stale. This
+  // rank first marks itself as failed, so that peers which see it exit after reporting the same
+  // failure do not name it as the cause; ranks marked that way are left out here too.
   std::string DescribePeers() {
     try {
       c10d::TCPStoreOptions opts;
@@ -112,6 +116,7 @@ struct Group {
       opts.waitWorkers = false;
       opts.timeout = milliseconds(std::min<int64_t>(timeout.count(), 5000));
       c10d::TCPStore probe(master_addr, opts);
+      probe.set(FailedKey(rank), std::vector<uint8_t>{'1'});
       auto read = [&probe](const std::string& key) {
         auto bytes = probe.get(key);
         return std::string(bytes.begin(), bytes.end());
@@ -122,7 +127,7 @@ struct Group {
         std::vector<int> gone;
         const int64_t now = NowMs();
         for (int r = 0; r < world_size; ++r) {
-          if (r == rank) continue;
+          if (r == rank || probe.check({FailedKey(r)})) continue;
           std::istringstream proc(read(ProcessKey(r)));
           std::string their_host;
           pid_t pid = 0;
@@ -164,9 +169,14 @@ Group& GetGroup(Napi::Env env, Napi::Value id) {
   return *g_groups[i];
 }
 
+// The error of a failed collective. Before it surfaces, this rank stays alive one heartbeat
+// period: the peers that hit the same failure diagnose it meanwhile, while this process (and,
+// on rank 0, the rendezvous store) can still be seen alive and reached.
 std::string FailureMessage(Group& g, const std::string& op, const std::string& what) {
-  return op + " failed on rank " + std::to_string(g.rank) + " of " + std::to_string(g.world_size) + ": " + g.DescribePeers() +
-         " (" + what + ")";
+  std::string message = op + " failed on rank " + std::to_string(g.rank) + " of " + std::to_string(g.world_size) + ": " +
+                        g.DescribePeers() + " (" + what + ")";
+  std::this_thread::sleep_for(g.heartbeat_interval);
+  return message;
 }
 
 // Waits for a collective off the JS thread and settles a promise.
