@@ -6,15 +6,11 @@
  */
 import * as torch from '../src/torch/index.js';
 import { getModel, countComplexity, type Backbone } from '../src/models/index.js';
-import { emit, interleave, round } from './harness.js';
+import { emit, interleave, round, argValue, argNumber } from './harness.js';
 
-const arg = (name: string, fallback: string) => {
-  const at = process.argv.indexOf(name);
-  return at >= 0 ? process.argv[at + 1] : fallback;
-};
 const quick = process.argv.includes('--quick');
-const networks = arg('--networks', 'mbf,r18,r50').split(',');
-const batch = Number(arg('--batch', quick ? '8' : '32'));
+const networks = argValue('networks', 'mbf,r18,r50').split(',');
+const batch = argNumber('batch', quick ? 8 : 32);
 const reps = quick ? 2 : 3;
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
 

@@ -8,13 +8,9 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as torch from '../src/torch/index.js';
 import { initProcessGroup } from '../src/dist/index.js';
-import { emit, round, summarize, timeMs } from './harness.js';
+import { emit, round, summarize, timeMs, argNumber } from './harness.js';
 
-const arg = (name: string, fallback: number) => {
-  const at = process.argv.indexOf(name);
-  return at >= 0 ? Number(process.argv[at + 1]) : fallback;
-};
-const reps = arg('--reps', 10);
+const reps = argNumber('reps', 10);
 
 if (process.env.RANK !== undefined) {
   const pg = initProcessGroup();
@@ -35,7 +31,7 @@ if (process.env.RANK !== undefined) {
   }
   pg.destroy();
 } else {
-  const world = arg('--world', 2);
+  const world = argNumber('world', 2);
   const port = String(29400 + (process.pid % 500));
   const self = fileURLToPath(import.meta.url);
   await Promise.all(

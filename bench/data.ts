@@ -11,15 +11,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DataLoader, ImageDecoder, MXFaceDataset, generateIdentities, type AugmentOptions } from '../src/data/index.js';
-import { emit, round, summarize } from './harness.js';
+import { emit, round, summarize, argNumber } from './harness.js';
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const images = arg('images', 4096);
-const rounds = arg('rounds', 5);
-const batchSize = arg('batch', 128);
+const images = argNumber('images', 4096);
+const rounds = argNumber('rounds', 5);
+const batchSize = argNumber('batch', 128);
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'arcface-bench-data-'));
 const perIdentity = 16;

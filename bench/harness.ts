@@ -41,3 +41,11 @@ export function interleave(variants: Record<string, () => void>, reps: number, w
 export function emit(record: Record<string, unknown>): void {
   console.log(JSON.stringify(record));
 }
+
+/** The value after `--name` on the command line, or `fallback`. */
+export function argValue(name: string, fallback: string): string {
+  const at = process.argv.indexOf(`--${name}`);
+  return at >= 0 && process.argv[at + 1] !== undefined ? process.argv[at + 1] : fallback;
+}
+
+export const argNumber = (name: string, fallback: number): number => Number(argValue(name, String(fallback)));

@@ -7,15 +7,11 @@
  */
 import * as torch from '../src/torch/index.js';
 import { PartialFC, arcface, type CentreStorage } from '../src/heads/index.js';
-import { emit, interleave, round } from './harness.js';
+import { emit, interleave, round, argValue, argNumber } from './harness.js';
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
-const numClasses = Number(arg('num-classes', '1000000'));
-const reps = Number(arg('reps', '8'));
-const storage = arg('storage', 'float32') as CentreStorage;
+const numClasses = argNumber('num-classes', 1000000);
+const reps = argNumber('reps', 8);
+const storage = argValue('storage', 'float32') as CentreStorage;
 const batch = 128, dim = 512;
 
 const heads = new Map<string, PartialFC>();

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
@@ -8,3 +9,6 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 export function fixturePath(name: string): string {
   return path.join(repoRoot, 'test', 'fixtures', name);
 }
+
+/** Whether Debian's PyTorch is there to check our files against (`npm test` installs python3-torch). */
+export const pythonHasTorch = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;

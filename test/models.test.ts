@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import * as torch from '../src/torch/index.js';
 import { SGD } from '../src/optim/index.js';
 import { getModel, modelNames, countComplexity, type Backbone } from '../src/models/index.js';
-import { fixturePath, repoRoot } from './helpers.js';
+import { fixturePath, repoRoot, pythonHasTorch } from './helpers.js';
 import { deterministicInput, deterministicStateDict } from './backbone-weights.js';
 
 interface Structure {
@@ -29,7 +29,6 @@ interface Outputs {
   after_train_checksums: Record<string, [number, number]>;
 }
 const outputs: Record<string, Outputs> = JSON.parse(fs.readFileSync(fixturePath('backbones_outputs.json'), 'utf8'));
-const pythonHasTorch = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 
 function withModel<T>(name: string, fn: (m: Backbone) => T, options = {}): T {
   const model = getModel(name, options);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import * as torch from '../src/torch/index.js';
 import * as nn from '../src/nn/index.js';
-import { fixturePath } from './helpers.js';
+import { fixturePath, pythonHasTorch } from './helpers.js';
 
 interface ExpectedTensor {
   dtype: string;
@@ -35,7 +35,6 @@ function tempFile(t: { after: (fn: () => void) => void }, name: string): string 
   return path.join(dir, name);
 }
 
-const pythonHasTorch = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 
 test('a PyTorch state_dict() file loads into the same module, strict, with equal values', () => {
   torch.tidy(() => {

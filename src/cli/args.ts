@@ -29,4 +29,6 @@ export function intOption(options: Map<string, string | true>, name: string, fal
 }
 
 /** A mistake in how the command was called (exit code 2). */
-export class UsageError extends Error {}
+export class UsageError extends Error {
+  override name = 'UsageError';
+}

@@ -48,6 +48,6 @@ export async function run(argv: string[]): Promise<number> {
   } catch (error) {
     console.error(`arcface ${name}: ${error instanceof Error ? error.message : String(error)}`);
     // Bad configs and bad arguments exit with 2 (usage errors), everything else with 1.
-    return error instanceof Error && error.name === 'ConfigError' ? 2 : 1;
+    return error instanceof Error && (error.name === 'ConfigError' || error.name === 'UsageError') ? 2 : 1;
   }
 }
