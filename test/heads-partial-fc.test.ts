@@ -236,6 +236,39 @@ test('sparse SGD equals torch.optim.SGD on the sampled rows and leaves the other
   });
 });
 
+test('gradient accumulation: step() applies the per-row sum of the micro-batches\' gradients, scaled by scaleGrad, as one SGD step', () => {
+  torch.manualSeed(7);
+  const C = 120, lr = 0.2, scale = 0.25;
+  withHead({ embeddingSize: 8, numClasses: C, sampleRate: 0.25, tileRows: 8, optimizer: { type: 'sgd', lr, momentum: 0.9, weightDecay: 5e-4 } }, (pfc) => {
+    warmUp(pfc, 5, C);
+    const w0 = pfc.weight.clone(), m0 = pfc.optimizer.state.get('momentum_buffer')!.clone();
+    const dense = torch.zerosLike(w0);
+    const touched = new Set<number>();
+    for (let micro = 0; micro < 3; micro++) {
+      pfc.forward(torch.randn([16, 8]).requiresGrad_(), torch.randint(0, C, [16])).backward();
+      const index = pfc.sampledIndex();
+      ints(index).forEach((r) => touched.add(r));
+      torch.inplace.indexAdd(dense, 0, index, pfc.sampledGrad());
+      if (micro < 2) assert.equal(pfc.accumulateGrad(), touched.size);
+    }
+    assert.ok(touched.size > pfc.numSample, 'the micro-batches sampled different rows');
+    pfc.scaleGrad(scale);
+    const wd = w0.clone(), md = m0.clone();
+    wd.grad = dense.mul(scale);
+    native.sgdStep([wd], [md], { lr, momentum: 0.9, dampening: 0, weightDecay: 5e-4, nesterov: false });
+    pfc.step();
+    const rows = [...touched].sort((a, b) => a - b), idx = labelsTensor(rows);
+    const m = pfc.optimizer.state.get('momentum_buffer')!;
+    const rowsOf = (t: Tensor) => floats(torch.indexSelect(t, 0, idx));
+    assert.ok(relativeError(rowsOf(pfc.weight), rowsOf(wd)) < 1e-6, 'accumulated weights');
+    assert.ok(relativeError(rowsOf(m), rowsOf(md)) < 1e-6, 'accumulated momentum');
+    const others = Array.from({ length: C }, (_, r) => r).filter((r) => !touched.has(r));
+    assert.deepEqual(bits(pfc.weight, others), bits(w0, others));
+    assert.throws(() => pfc.step(), /no gradient to apply/);
+    assert.throws(() => pfc.accumulateGrad(), /no gradient to apply/);
+  });
+});
+
 test('sparse AdamW equals torch.optim.AdamW on the sampled rows (per-row step counts) and leaves the rest bit-identical', () => {
   torch.manualSeed(4);
   const C = 60, o = { lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.05 };

@@ -27,6 +27,8 @@ class PartialFcKernel : public Napi::ObjectWrap<PartialFcKernel> {
       InstanceMethod<&PartialFcKernel::ExpSums>("expSums"),
       InstanceMethod<&PartialFcKernel::Loss>("loss"),
       InstanceMethod<&PartialFcKernel::RowGrads>("rowGrads"),
+      InstanceMethod<&PartialFcKernel::Accumulate>("accumulate"),
+      InstanceMethod<&PartialFcKernel::ScaleGrad>("scaleGrad"),
       InstanceMethod<&PartialFcKernel::SgdStep>("sgdStep"),
       InstanceMethod<&PartialFcKernel::AdamwStep>("adamwStep"),
       InstanceMethod<&PartialFcKernel::SampledIndex>("sampledIndex"),
@@ -97,6 +99,20 @@ class PartialFcKernel : public Napi::ObjectWrap<PartialFcKernel> {
   Napi::Value RowGrads(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return WrapTensor(env, Guard(env, [&] { return kernel(env).RowGrads(); }));
+  }
+
+  Napi::Value Accumulate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Guard(env, [&] { kernel(env).Accumulate(); });
+    return Napi::Number::New(env, static_cast<double>(kernel(env).accumulated_rows()));
+  }
+
+  Napi::Value ScaleGrad(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "PartialFcKernel.scaleGrad: expected a number");
+    const double factor = info[0].As<Napi::Number>().DoubleValue();
+    Guard(env, [&] { kernel(env).ScaleGrad(factor); });
+    return env.Undefined();
   }
 
   Napi::Value SgdStep(const Napi::CallbackInfo& info) {

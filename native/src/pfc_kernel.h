@@ -31,6 +31,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/ivalue.h>
 
+#include <unordered_map>
 #include <vector>
 
 namespace arcface::pfc {
@@ -65,6 +66,14 @@ class Kernel : public torch::CustomClassHolder {
   at::Tensor Backward(const at::Tensor& grad_loss);
   // ∂loss/∂(sampled rows) as a new [S, D] tensor: the gradient the step uses, for inspection.
   at::Tensor RowGrads();
+  // Gradient accumulation over micro-batches: adds the last backward's row gradients to a sparse
+  // accumulator (shard row → summed ∂loss/∂w) and ends the step, so the next forward may run; the
+  // next SgdStep/AdamwStep applies the sum (with the pending backward's rows, if any).
+  void Accumulate();
+  // Multiplies the pending gradient (accumulated and last backward): a loss scaler's unscale.
+  void ScaleGrad(double factor);
+  int64_t accumulated_rows() const { return static_cast<int64_t>(acc_rows_.size()); }
+  // The steps apply the accumulated rows when there are any, else the last backward's.
   void SgdStep(const at::Tensor& momentum_buffer, const SgdOptions& o);
   void AdamwStep(const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq, const at::Tensor& steps, const AdamwOptions& o);
 
@@ -90,7 +99,13 @@ class Kernel : public torch::CustomClassHolder {
   // Runs update(position in the sample, row of the shard, w_row, grad_row) over the sampled rows,
   // grad_row being ∂loss/∂w_row (threads share the work: rows are distinct).
   template <typename Update>
-  void ForEachRow(const char* what, Update&& update);
+  void ForEachSampledRow(const char* what, Update&& update);
+  // The same over the accumulated rows, then empties the accumulator.
+  template <typename Update>
+  void ForEachAccumulatedRow(Update&& update);
+  // What a step updates: the accumulated rows if any (the last backward folded in), else the sample.
+  template <typename Update>
+  void ForEachUpdateRow(const char* what, Update&& update);
   static at::Tensor Reserve(at::Tensor& buffer, int64_t numel, c10::ScalarType dtype);
 
   const int64_t dim_;
@@ -116,6 +131,9 @@ class Kernel : public torch::CustomClassHolder {
   at::Tensor target_logit_;    // [B] final target logit where the target is in this shard
   at::Tensor row_max_, row_sum_;    // [B] global, after the reductions
   double grad_scale_ = 0;      // ∂loss/∂loss of the backward, for the step
+  std::unordered_map<int64_t, int64_t> acc_slot_;  // shard row → its row in acc_grad_
+  std::vector<int64_t> acc_rows_;                  // shard rows in acc_grad_ order
+  at::Tensor acc_grad_;        // [capacity, D] math dtype: summed ∂loss/∂w of the accumulated rows
 };
 
 }  // namespace arcface::pfc

@@ -23,7 +23,7 @@ at::Tensor Kernel::TileGradHat(int64_t t) {
 }
 
 template <typename Update>
-void Kernel::ForEachRow(const char* what, Update&& update) {
+void Kernel::ForEachSampledRow(const char* what, Update&& update) {
   TORCH_CHECK(phase_ == Phase::kBackward, "PartialFC.", what, ": no gradient to apply; call loss.backward() after forward()",
               phase_ == Phase::kIdle ? " (each step needs a new forward and backward)" : "");
   KernelGuard guard;
@@ -55,9 +55,61 @@ void Kernel::ForEachRow(const char* what, Update&& update) {
   });
 }
 
+template <typename Update>
+void Kernel::ForEachAccumulatedRow(Update&& update) {
+  KernelGuard guard;
+  const int64_t n = accumulated_rows();
+  DispatchTypes(math_, weight_.scalar_type(), [&](auto acc_tag, auto store_tag) {
+    using acc_t = typename decltype(acc_tag)::type;
+    using store_t = typename decltype(store_tag)::type;
+    store_t* w = static_cast<store_t*>(weight_.data_ptr());
+    const acc_t* g = acc_grad_.data_ptr<acc_t>();
+    at::parallel_for(0, n, 16, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) update(j, acc_rows_[j], w + acc_rows_[j] * dim_, g + j * dim_);
+    });
+  });
+  acc_rows_.clear();
+  acc_slot_.clear();
+}
+
+template <typename Update>
+void Kernel::ForEachUpdateRow(const char* what, Update&& update) {
+  if (acc_rows_.empty()) return ForEachSampledRow(what, std::forward<Update>(update));
+  if (phase_ == Phase::kBackward) Accumulate();
+  ForEachAccumulatedRow(std::forward<Update>(update));
+}
+
+void Kernel::Accumulate() {
+  const at::Tensor g = RowGrads();  // checks that a backward left a gradient
+  const int64_t s = g.size(0);
+  const int64_t have = accumulated_rows();
+  if (!acc_grad_.defined() || acc_grad_.size(0) < have + s || acc_grad_.scalar_type() != math_) {
+    at::Tensor grown = at::empty({std::max<int64_t>(have + s, 2 * have), dim_}, math_);
+    if (have > 0) grown.narrow(0, 0, have).copy_(acc_grad_.narrow(0, 0, have));
+    acc_grad_ = grown;
+  }
+  const int64_t* index = full_ ? nullptr : index_.data_ptr<int64_t>();
+  for (int64_t pos = 0; pos < s; ++pos) {
+    const int64_t row = index ? index[pos] : pos;
+    const auto [slot, inserted] = acc_slot_.try_emplace(row, accumulated_rows());
+    if (inserted) {
+      acc_rows_.push_back(row);
+      acc_grad_[slot->second].copy_(g[pos]);
+    } else {
+      acc_grad_[slot->second].add_(g[pos]);
+    }
+  }
+  phase_ = Phase::kIdle;
+}
+
+void Kernel::ScaleGrad(double factor) {
+  if (phase_ == Phase::kBackward) grad_scale_ *= factor;
+  if (!acc_rows_.empty()) acc_grad_.narrow(0, 0, accumulated_rows()).mul_(factor);
+}
+
 at::Tensor Kernel::RowGrads() {
   at::Tensor out = at::empty({num_sampled_, dim_}, math_);
-  ForEachRow("rowGrads()", [&](int64_t pos, int64_t /*row*/, auto* /*w*/, const auto* grad) {
+  ForEachSampledRow("rowGrads()", [&](int64_t pos, int64_t /*row*/, auto* /*w*/, const auto* grad) {
     using acc_t = std::remove_cv_t<std::remove_pointer_t<decltype(grad)>>;
     std::copy(grad, grad + dim_, out.data_ptr<acc_t>() + pos * dim_);
   });
@@ -71,7 +123,7 @@ void Kernel::SgdStep(const at::Tensor& momentum_buffer, const SgdOptions& o) {
                     momentum_buffer.scalar_type() == weight_.scalar_type() && momentum_buffer.is_contiguous(),
                 "PartialFC.step(): the momentum buffer must be a contiguous tensor shaped and typed like the shard");
   }
-  ForEachRow("step()", [&](int64_t /*pos*/, int64_t row, auto* w, const auto* grad) {
+  ForEachUpdateRow("step()", [&](int64_t /*pos*/, int64_t row, auto* w, const auto* grad) {
     using store_t = std::remove_pointer_t<decltype(w)>;
     using acc_t = std::remove_cv_t<std::remove_pointer_t<decltype(grad)>>;
     store_t* buf = momentum ? static_cast<store_t*>(momentum_buffer.data_ptr()) + row * dim_ : nullptr;
@@ -88,7 +140,7 @@ void Kernel::AdamwStep(const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq, 
   TORCH_CHECK(steps.dim() == 1 && steps.size(0) == num_local_ && steps.scalar_type() == at::kInt && steps.is_contiguous(),
               "PartialFC.step(): AdamW step counts must be int32 [", num_local_, "]");
   int32_t* step = steps.data_ptr<int32_t>();
-  ForEachRow("step()", [&](int64_t /*pos*/, int64_t row, auto* w, const auto* grad) {
+  ForEachUpdateRow("step()", [&](int64_t /*pos*/, int64_t row, auto* w, const auto* grad) {
     using store_t = std::remove_pointer_t<decltype(w)>;
     store_t* m = static_cast<store_t*>(exp_avg.data_ptr()) + row * dim_;
     store_t* v = static_cast<store_t*>(exp_avg_sq.data_ptr()) + row * dim_;

@@ -13,8 +13,9 @@
  * dense tensor. The kernel (native/src/pfc_kernel.h) keeps the sampled softmax of the last
  * forward; backward() turns it into ∂loss/∂embeddings, and step() into the sampled centres'
  * gradient, tile by tile, updating only those rows and their optimizer state
- * (./sparse-optimizer.ts). So each forward needs its backward and step before the next forward
- * (no gradient accumulation over micro-batches). With 16-bit storage that softmax buffer is
+ * (./sparse-optimizer.ts). So each forward needs its backward, then step() — or accumulateGrad()
+ * to sum the sampled rows' gradients over micro-batches (a sparse accumulator: memory grows with
+ * the distinct rows sampled) until step() applies the sum. With 16-bit storage that softmax buffer is
  * 16-bit too (the loss is computed before rounding; the gradient sees p to 8 or 11 bits).
  *
  * Multi-process: forward() calls the ShardGroup between the kernel's phases (./shard-group.ts):
@@ -140,7 +141,24 @@ export class PartialFC {
     });
   }
 
-  /** Updates the centres sampled by the last forward (after its backward); `lr` sets the optimizer's lr first. */
+  /**
+   * Gradient accumulation: after a micro-batch's backward, keeps its centres' gradients (summed
+   * per row with earlier micro-batches) so the next forward can run; step() applies the sum.
+   * Returns the number of distinct rows accumulated.
+   */
+  accumulateGrad(): number {
+    return this.kernel.accumulate();
+  }
+
+  /** Multiplies the pending centre gradient (a GradScaler's 1/scale before step()). */
+  scaleGrad(factor: number): void {
+    this.kernel.scaleGrad(factor);
+  }
+
+  /**
+   * Updates the centres sampled by the last forward (after its backward), or those accumulated
+   * by accumulateGrad() plus the last backward's; `lr` sets the optimizer's lr first.
+   */
   step(lr?: number): void {
     if (lr !== undefined) this.optimizer.lr = lr;
     this.optimizer.step(this.kernel);

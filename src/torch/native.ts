@@ -175,6 +175,11 @@ export interface PartialFcKernelHandle {
   loss(embeddings: unknown, sums: unknown): any;
   /** after backward: ∂loss/∂(sampled rows) [S, D] */
   rowGrads(): any;
+  /** after backward: adds its row gradients to the accumulator and ends the step; → accumulated rows */
+  accumulate(): number;
+  /** multiplies the pending gradient (accumulated and last backward), e.g. by 1/loss scale */
+  scaleGrad(factor: number): void;
+  /** the steps apply the accumulated rows if any (the last backward folded in), else the last backward's */
   sgdStep(momentumBuffer: unknown, options: { lr: number; momentum: number; weightDecay: number }): void;
   adamwStep(expAvg: unknown, expAvgSq: unknown, steps: unknown, options: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }): void;
   /** rows of the shard in the current sample (int64 [S], sorted) */
