@@ -153,6 +153,18 @@ describe('creation', () => {
     assert.notDeepEqual(draw(7), draw(8));
   }));
 
+  test('getRngState/setRngState replay the draws that followed (Partial FC sampling included); a bad state is an error', scoped(() => {
+    torch.manualSeed(11);
+    torch.randn([5]);
+    const state = torch.getRngState();
+    assert.equal(state.dtype, 'uint8');
+    const after = [...flat(torch.randn([8])), ...flat(torch.randperm(6))];
+    torch.randn([3]);
+    torch.setRngState(state);
+    assert.deepEqual([...flat(torch.randn([8])), ...flat(torch.randperm(6))], after);
+    assert.throws(() => torch.setRngState(torch.zeros([3])), /ByteTensor/);
+  }));
+
   test('manualSeed rejects negative and fractional seeds', () => {
     assert.throws(() => torch.manualSeed(-1), RangeError);
     assert.throws(() => torch.manualSeed(1.5), RangeError);

@@ -78,12 +78,34 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// The default CPU generator's state as a uint8 tensor (torch.get_rng_state), and back.
+Napi::Value GetRngState(const Napi::CallbackInfo& info) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return WrapTensor(info.Env(), gen.get_state());
+}
+
+Napi::Value SetRngState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  at::Tensor& state = UnwrapTensor(info[0], "setRngState state");
+  try {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+  } catch (const std::exception& e) {
+    ThrowAsJs(env, e);
+  }
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitRuntime(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
+  exports.Set("getRngState", Napi::Function::New(env, GetRngState));
+  exports.Set("setRngState", Napi::Function::New(env, SetRngState));
   exports.Set("info", Napi::Function::New(env, Info));
 }
 

@@ -113,3 +113,13 @@ export function manualSeed(seed: number): void {
   if (!Number.isInteger(seed) || seed < 0) throw new RangeError(`manualSeed: seed must be a non-negative integer, got ${seed}`);
   native.manualSeed(seed);
 }
+
+/** The default CPU generator's state, a uint8 tensor (torch.get_rng_state); Partial FC sampling draws from it too. */
+export function getRngState(): Tensor {
+  return native.getRngState() as Tensor;
+}
+
+/** Restores a state from getRngState() (torch.set_rng_state). */
+export function setRngState(state: Tensor): void {
+  native.setRngState(state);
+}

@@ -88,6 +88,8 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   manualSeed(seed: number): void;
+  getRngState(): any;
+  setRngState(state: unknown): void;
   info(): RuntimeInfo;
   /** JS tensors not yet disposed (or collected) */
   liveTensors(): number;
