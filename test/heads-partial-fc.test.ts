@@ -127,7 +127,11 @@ test('sampling keeps every positive and takes exactly floor(r · numLocal) centr
       assert.equal(pfc.sampledIndex().shape[0], Math.max(1, Math.floor(rate * numClasses)), `${numClasses} × ${rate}`);
     });
   }
-  // more positives than places: all positives, nothing else (as arcface_torch)
+  // more positives than places, or sampleRate 0: all positives, nothing else (as arcface_torch)
+  withHead({ embeddingSize: 4, numClasses: 100, sampleRate: 0 }, (pfc) => {
+    pfc.forward(torch.randn([3, 4]), labelsTensor([50, 7, 50]));
+    assert.deepEqual(ints(pfc.sampledIndex()), [7, 50]);
+  });
   withHead({ embeddingSize: 4, numClasses: 100, sampleRate: 0.05 }, (pfc) => {
     const labels = [9, 3, 77, 41, 3, 58, 12, 90];
     pfc.forward(torch.randn([8, 4]), labelsTensor(labels));
@@ -170,7 +174,8 @@ test('negatives are uniform (chi-square, false-alarm rate 1e-3) and repeatable u
 test('bad options are errors naming them, and leave nothing allocated', () => {
   const live = torch.liveTensors();
   const make = (o: Partial<PartialFCOptions>) => () => new PartialFC({ marginLoss: arcface(), embeddingSize: 4, numClasses: 10, optimizer: sgd, ...o });
-  assert.throws(make({ sampleRate: 0 }), /sampleRate must be in \(0, 1\], got 0/);
+  assert.throws(make({ sampleRate: -0.1 }), /sampleRate must be in \[0, 1\], got -0.1/);
+  assert.throws(make({ sampleRate: 1.5 }), /sampleRate must be in \[0, 1\], got 1.5/);
   assert.throws(make({ storage: 'int8' as CentreStorage }), /storage must be one of/);
   assert.throws(make({ numClasses: 2.5 }), /numClasses must be a positive integer/);
   assert.throws(make({ optimizer: { type: 'adamw', lr: 0.1, betas: [1, 0.9] } }), /betas\[0\] must be in \[0, 1\), got 1/);
@@ -266,6 +271,16 @@ test('gradient accumulation: step() applies the per-row sum of the micro-batches
     assert.deepEqual(bits(pfc.weight, others), bits(w0, others));
     assert.throws(() => pfc.step(), /no gradient to apply/);
     assert.throws(() => pfc.accumulateGrad(), /no gradient to apply/);
+    // a skipped step (GradScaler found inf): the pending gradient goes, nothing moves
+    const w1 = pfc.weight.clone();
+    for (let micro = 0; micro < 2; micro++) {
+      pfc.forward(torch.randn([16, 8]).requiresGrad_(), torch.randint(0, C, [16])).backward();
+      if (micro === 0) pfc.accumulateGrad();
+    }
+    pfc.discardGrad();
+    assert.throws(() => pfc.step(), /no gradient to apply/);
+    const all = Array.from({ length: C }, (_, r) => r);
+    assert.deepEqual(bits(pfc.weight, all), bits(w1, all));
   });
 });
 

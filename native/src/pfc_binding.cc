@@ -29,6 +29,7 @@ class PartialFcKernel : public Napi::ObjectWrap<PartialFcKernel> {
       InstanceMethod<&PartialFcKernel::RowGrads>("rowGrads"),
       InstanceMethod<&PartialFcKernel::Accumulate>("accumulate"),
       InstanceMethod<&PartialFcKernel::ScaleGrad>("scaleGrad"),
+      InstanceMethod<&PartialFcKernel::DiscardGrad>("discardGrad"),
       InstanceMethod<&PartialFcKernel::SgdStep>("sgdStep"),
       InstanceMethod<&PartialFcKernel::AdamwStep>("adamwStep"),
       InstanceMethod<&PartialFcKernel::SampledIndex>("sampledIndex"),
@@ -105,6 +106,12 @@ class PartialFcKernel : public Napi::ObjectWrap<PartialFcKernel> {
     Napi::Env env = info.Env();
     Guard(env, [&] { kernel(env).Accumulate(); });
     return Napi::Number::New(env, static_cast<double>(kernel(env).accumulated_rows()));
+  }
+
+  Napi::Value DiscardGrad(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Guard(env, [&] { kernel(env).DiscardGrad(); });
+    return env.Undefined();
   }
 
   Napi::Value ScaleGrad(const Napi::CallbackInfo& info) {

@@ -70,6 +70,8 @@ class Kernel : public torch::CustomClassHolder {
   // accumulator (shard row → summed ∂loss/∂w) and ends the step, so the next forward may run; the
   // next SgdStep/AdamwStep applies the sum (with the pending backward's rows, if any).
   void Accumulate();
+  // Drops the pending gradient (accumulated and last backward): a step a loss scaler skipped.
+  void DiscardGrad();
   // Multiplies the pending gradient (accumulated and last backward): a loss scaler's unscale.
   void ScaleGrad(double factor);
   int64_t accumulated_rows() const { return static_cast<int64_t>(acc_rows_.size()); }

@@ -102,6 +102,12 @@ void Kernel::Accumulate() {
   phase_ = Phase::kIdle;
 }
 
+void Kernel::DiscardGrad() {
+  acc_rows_.clear();
+  acc_slot_.clear();
+  if (phase_ == Phase::kBackward) phase_ = Phase::kIdle;
+}
+
 void Kernel::ScaleGrad(double factor) {
   if (phase_ == Phase::kBackward) grad_scale_ *= factor;
   if (!acc_rows_.empty()) acc_grad_.narrow(0, 0, accumulated_rows()).mul_(factor);

@@ -38,7 +38,7 @@ export interface PartialFCOptions {
   marginLoss: CombinedMarginLoss;
   embeddingSize: number;
   numClasses: number;
-  /** share of this shard's centres in each step (positives always in); 1 = all (default) */
+  /** share of this shard's centres in each step (positives always in); 1 = all (default), 0 = the positives only (as arcface_torch) */
   sampleRate?: number;
   storage?: CentreStorage;
   optimizer: SparseOptimizerOptions;
@@ -81,7 +81,7 @@ export class PartialFC {
     const { embeddingSize, numClasses, sampleRate = 1, storage = 'float32' } = o;
     positiveInteger('embeddingSize', embeddingSize);
     positiveInteger('numClasses', numClasses);
-    if (!(sampleRate > 0 && sampleRate <= 1)) throw new RangeError(`PartialFC: sampleRate must be in (0, 1], got ${sampleRate}`);
+    if (!(sampleRate >= 0 && sampleRate <= 1)) throw new RangeError(`PartialFC: sampleRate must be in [0, 1], got ${sampleRate}`);
     if (!STORAGES.includes(storage)) throw new RangeError(`PartialFC: storage must be one of ${STORAGES.join(', ')}, got '${storage}'`);
     this.group = o.group ?? ((o.worldSize ?? 1) === 1 ? singleProcess : undefined);
     this.rank = o.group?.rank ?? o.rank ?? 0;
@@ -148,6 +148,11 @@ export class PartialFC {
    */
   accumulateGrad(): number {
     return this.kernel.accumulate();
+  }
+
+  /** Drops the pending centre gradient, accumulated or not (a step the GradScaler skipped). */
+  discardGrad(): void {
+    this.kernel.discardGrad();
   }
 
   /** Multiplies the pending centre gradient (a GradScaler's 1/scale before step()). */

@@ -179,6 +179,8 @@ export interface PartialFcKernelHandle {
   rowGrads(): any;
   /** after backward: adds its row gradients to the accumulator and ends the step; → accumulated rows */
   accumulate(): number;
+  /** drops the pending gradient (accumulated and last backward) */
+  discardGrad(): void;
   /** multiplies the pending gradient (accumulated and last backward), e.g. by 1/loss scale */
   scaleGrad(factor: number): void;
   /** the steps apply the accumulated rows if any (the last backward folded in), else the last backward's */
