@@ -1,0 +1,222 @@
+/**
+ * The commands `arcface eval verification`, `eval roc`, `embed` and `export onnx` on generated
+ * data and a random MobileFaceNet saved by torch.save: output structure, agreement with the library
+ * (verifyBackbone, a direct embedding), the ONNX path giving libtorch's accuracy, and errors that
+ * name the file or key.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { format } from 'node:util';
+import * as torch from '../src/torch/index.js';
+import { getModel } from '../src/models/index.js';
+import { decodeImage, encodeJpeg, generateIdentities, readVerificationBin, resizeImage, writeVerificationBin } from '../src/data/index.js';
+import { loadBackbone, loadVerificationSet, readNpy, verifyBackbone, writeNpy } from '../src/eval/index.js';
+import { evalCommand } from '../src/cli/eval.js';
+import { embed } from '../src/cli/embed.js';
+import { exportCommand } from '../src/cli/export.js';
+import { fixturePath, pythonHasTorch } from './helpers.js';
+
+/**
+ * Runs a command in this process as bin/arcface.js runs it: what it printed, and its exit status
+ * (1 for an error, 2 for a usage error, with the message on stderr). Checks it leaves no tensor behind.
+ */
+async function arcface(command: (args: string[]) => Promise<number>, name: string, args: string[]) {
+  const stdout: string[] = [], stderr: string[] = [];
+  const saved = [console.log, console.error];
+  console.log = (...a: unknown[]) => stdout.push(`${format(...a)}\n`);
+  console.error = (...a: unknown[]) => stderr.push(`${format(...a)}\n`);
+  const live = torch.liveTensors();
+  let status: number;
+  try {
+    status = await command(args);
+  } catch (error) {
+    stderr.push(`arcface ${name}: ${(error as Error).message}\n`);
+    status = (error as Error).name === 'UsageError' ? 2 : 1;
+  } finally {
+    [console.log, console.error] = saved;
+  }
+  assert.ok(torch.liveTensors() <= live, `arcface ${name} ${args.join(' ')} left ${torch.liveTensors() - live} tensors undisposed`);
+  return { status, stdout: stdout.join(''), stderr: stderr.join('') };
+}
+const evalCli = (...args: string[]) => arcface(evalCommand, 'eval', args);
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'eval-cli-'));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+// 20 held-out pairs of generated faces, and 10 pairs of 100×90 noise images (resized on decoding)
+const { bin } = generateIdentities({ out: path.join(dir, 'generated'), identities: 2, imagesPerIdentity: 1, heldOutIdentities: 20, pairs: 20, threads: 2 });
+const noiseBin = path.join(dir, 'noise.bin');
+torch.manualSeed(5);
+const noise = torch.randint(0, 256, [20, 90, 100, 3], { dtype: 'uint8' });
+writeVerificationBin(noiseBin, {
+  images: Array.from({ length: 20 }, (_, i) => encodeJpeg(torch.tidy(() => noise.select(0, i).data() as Uint8Array), 100, 90)),
+  issame: Array.from({ length: 10 }, (_, i) => i % 2 === 0),
+});
+noise.dispose();
+const modelFile = path.join(dir, 'model.pt');
+{
+  const model = getModel('mbf', { embeddingSize: 32 });
+  torch.tidy(() => torch.save(model.stateDict(), modelFile));
+  model.dispose();
+}
+
+/** The --json output for the held-out set with the libtorch backbone (test 1 sets it, test 3 compares). */
+let libtorchResult: { plain: { accuracy: number[] }; flip: { accuracy: number[] }; xnorm: number } | undefined;
+
+test('eval verification --json: per set the 10 folds, XNorm, plain and flip accuracy, as verifyBackbone computes them', async () => {
+  const run = await evalCli('verification', '--model', modelFile, '--network', 'mbf', '--bin', bin, '--bin', noiseBin, '--json');
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stderr, /warning: .*noise\.bin: 20 images were not 112×112 and were resized/);
+  const out = JSON.parse(run.stdout);
+  assert.equal(out.model, `${modelFile} (mbf)`);
+  assert.deepEqual(out.sets.map((s: { name: string; pairs: number }) => [s.name, s.pairs]), [['heldout', 20], ['noise', 10]]);
+  const set = await loadVerificationSet(bin);
+  const backbone = loadBackbone(modelFile, 'mbf');
+  const expected = verifyBackbone(backbone, set);
+  backbone.dispose();
+  set.images.dispose();
+  const heldout = (libtorchResult = out.sets[0]);
+  assert.equal(heldout.plain.accuracy.length, 10);
+  assert.equal(heldout.plain.accMean, expected.plain.accMean);
+  assert.equal(heldout.flip.accMean, expected.flip.accMean);
+  assert.equal(heldout.flip.accStd, expected.flip.accStd);
+  assert.ok(Math.abs(heldout.xnorm - expected.xnorm) < 1e-5 * expected.xnorm);
+  for (const key of ['val', 'valStd', 'far', 'accStd']) assert.equal(typeof heldout.plain[key], 'number');
+});
+
+test('eval verification prints insightface\'s lines; errors name the file, the keys, the options', async () => {
+  const run = await evalCli('verification', '--model', modelFile, '--network', 'mbf', '--bin', bin);
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout, /^\[heldout\]XNorm: \d+\.\d{6}\n\[heldout\]Accuracy: [01]\.\d{5}\+-0\.\d{5}\n\[heldout\]Accuracy-Flip: [01]\.\d{5}\+-0\.\d{5}\n$/);
+
+  if (pythonHasTorch) {
+    // the same weights as PyTorch writes a state_dict (an OrderedDict) load the same
+    const pythonFile = path.join(dir, 'python.pt');
+    const py = spawnSync('/usr/bin/python3', ['-c', 'import sys, collections, torch; torch.save(collections.OrderedDict(torch.load(sys.argv[1])), sys.argv[2])', modelFile, pythonFile], { encoding: 'utf8' });
+    assert.equal(py.status, 0, py.stderr);
+    const [ours, theirs] = [loadBackbone(modelFile, 'mbf'), loadBackbone(pythonFile, 'mbf')];
+    torch.tidy(() => {
+      const [a, b] = [ours.stateDict(), theirs.stateDict()];
+      assert.deepEqual([...a.keys()], [...b.keys()]);
+      for (const [key, t] of a) assert.ok(t.eq(b.get(key)!).all().item(), key);
+    });
+    ours.dispose();
+    theirs.dispose();
+  }
+
+  const wrong = await evalCli('verification', '--model', modelFile, '--network', 'r18', '--bin', bin);
+  assert.equal(wrong.status, 1);
+  assert.match(wrong.stderr, /model\.pt: not the weights of a 'r18' backbone: missing 'conv1\.weight', 'bn1\.weight', 'bn1\.bias' and \d+ more; unexpected 'layers\.0\.layers\.0\.weight'.* \(is --network right\?\)/);
+  const missingModel = await evalCli('verification', '--model', path.join(dir, 'none.pt'), '--network', 'mbf', '--bin', bin);
+  assert.match(missingModel.stderr, /none\.pt: no such model file/);
+  const missingBin = await evalCli('verification', '--model', modelFile, '--network', 'mbf', '--bin', path.join(dir, 'none.bin'));
+  assert.equal(missingBin.status, 1);
+  assert.match(missingBin.stderr, /none\.bin/);
+  const both = await evalCli('verification', '--model', modelFile, '--network', 'mbf', '--onnx', 'x.onnx', '--bin', bin);
+  assert.equal(both.status, 2);
+  assert.match(both.stderr, /either --onnx or --model with --network, not both/);
+  assert.equal((await evalCli('verification', '--model', modelFile, '--network', 'mbf')).status, 2);
+  assert.equal((await evalCli('lfw')).status, 2);
+});
+
+test('export onnx --check, then eval verification --onnx gives the accuracy of the libtorch path', async () => {
+  const [plainFile, foldedFile] = [path.join(dir, 'model.onnx'), path.join(dir, 'model-folded.onnx')];
+  const exported = await arcface(exportCommand, 'export', ['onnx', '--model', modelFile, '--network', 'mbf', '--out', plainFile, '--check']);
+  assert.equal(exported.status, 0, exported.stderr);
+  assert.match(exported.stdout, /model\.onnx: mbf, opset 13, \d+ nodes \(Conv \d+, .*\), output \[None, 32\]/);
+  assert.match(exported.stdout, /onnxruntime check: max \|difference\| \d\.\d+e-\d+ over embeddings up to/);
+  const folded = await arcface(exportCommand, 'export', ['onnx', '--model', modelFile, '--network', 'mbf', '--out', foldedFile, '--simplify-bn', '--opset', '17']);
+  assert.equal(folded.status, 0, folded.stderr);
+  assert.doesNotMatch(folded.stdout, /BatchNormalization/);
+
+  const run = await evalCli('verification', '--onnx', foldedFile, '--bin', bin, '--json');
+  assert.equal(run.status, 0, run.stderr);
+  const set = JSON.parse(run.stdout).sets[0];
+  assert.ok(libtorchResult, 'the libtorch run (first test) gave a result');
+  assert.deepEqual([set.plain.accuracy, set.flip.accuracy], [libtorchResult.plain.accuracy, libtorchResult.flip.accuracy]);
+  assert.ok(Math.abs(set.xnorm - libtorchResult.xnorm) < 1e-4 * libtorchResult.xnorm);
+
+  const bad = await arcface(exportCommand, 'export', ['onnx', '--model', modelFile, '--network', 'mbf', '--out', path.join(dir, 'x.onnx'), '--opset', '11']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--opset needs an integer ≥ 13, got '11'/);
+  assert.equal((await arcface(exportCommand, 'export', ['tflite'])).status, 2);
+});
+
+test('embed: folders and files in order, normalised or raw, flip test, JSON and .npy; resized images are named', async () => {
+  const faces = path.join(dir, 'faces');
+  fs.mkdirSync(path.join(faces, 'b'), { recursive: true });
+  const jpegs = readVerificationBin(bin).images.slice(0, 3);
+  jpegs.forEach((jpeg, i) => fs.writeFileSync(path.join(faces, i === 0 ? 'b' : '', `${i}.jpg`), jpeg));
+  fs.writeFileSync(path.join(faces, 'notes.txt'), 'not an image');
+  const png = fixturePath('data_image_rgb.png');
+  const json = path.join(dir, 'embeddings.json');
+  const run = await arcface(embed, 'embed', ['--model', modelFile, '--network', 'mbf', '--images', faces, png, '--out', json, '--flip', '--batch-size', '2']);
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stderr, /warning: 1 of 4 images are not 112×112 and were resized .*data_image_rgb\.png \(23×17\)/);
+  const out = JSON.parse(fs.readFileSync(json, 'utf8'));
+  const files = [path.join(faces, '1.jpg'), path.join(faces, '2.jpg'), path.join(faces, 'b', '0.jpg'), png];
+  assert.deepEqual(out.files, files);
+
+  // the same embeddings computed directly: decode, resize, normalise, embed image and mirror image, L2-normalise
+  const backbone = loadBackbone(modelFile, 'mbf').eval();
+  const expected = torch.tidy(() => {
+    const images = torch.stack(files.map((f) => {
+      let { width, height, pixels } = decodeImage(fs.readFileSync(f));
+      if (width !== 112 || height !== 112) [pixels, width, height] = [resizeImage(pixels, width, height, 112, 112), 112, 112];
+      return torch.tensor(pixels, { shape: [112, 112, 3] }).permute(2, 0, 1).float().div(255).sub(0.5).div(0.5);
+    }));
+    const e = torch.noGrad(() => backbone.forward(images).add(backbone.forward(torch.flip(images, [3]))));
+    return torch.normalize(e, 2, 1).toArray() as number[][];
+  });
+  backbone.dispose();
+  out.embeddings.forEach((row: number[], i: number) => {
+    assert.equal(row.length, 32);
+    row.forEach((v, k) => assert.ok(Math.abs(v - expected[i][k]) < 1e-5, `file ${i} [${k}]: ${v} vs ${expected[i][k]}`));
+  });
+
+  const npy = path.join(dir, 'embeddings.npy');
+  const raw = await arcface(embed, 'embed', ['--model', modelFile, '--network', 'mbf', '--images', ...files, '--out', npy, '--raw']);
+  assert.equal(raw.status, 0, raw.stderr);
+  assert.match(raw.stdout, /embeddings\.npy: 4 raw embeddings of size 32/);
+  const { data, shape } = readNpy(npy);
+  assert.deepEqual(shape, [4, 32]);
+  assert.ok(Math.abs(Math.hypot(...data.subarray(0, 32)) - 1) > 1e-3, 'raw embeddings are not normalised');
+  const numpy = spawnSync('/usr/bin/python3', ['-c', 'import sys, numpy; a = numpy.load(sys.argv[1]); print(a.dtype, a.shape, repr(float(a[2, 31])))', npy], { encoding: 'utf8' });
+  if (numpy.status === 0) {
+    const [dtype, rows, cols, last] = numpy.stdout.trim().split(/[ (),]+/);
+    assert.deepEqual([dtype, rows, cols, Number(last)], ['float32', '4', '32', data[2 * 32 + 31]]);
+  }
+
+  assert.equal((await arcface(embed, 'embed', ['--model', modelFile, '--network', 'mbf', '--images', faces, '--out', path.join(dir, 'e.csv')])).status, 2);
+  const missing = await arcface(embed, 'embed', ['--model', modelFile, '--network', 'mbf', '--images', path.join(dir, 'nothing'), '--out', json]);
+  assert.match(missing.stderr, /nothing: no such file or folder/);
+});
+
+test('eval roc: TAR@FAR table and JSON from text or .npy scores and labels', async () => {
+  const scores = path.join(dir, 'scores.txt'), labels = path.join(dir, 'labels.npy');
+  fs.writeFileSync(scores, '0.9\n0.8 0.3\n0.1\n');
+  writeNpy(labels, Float32Array.of(1, 1, 0, 0), [4]);
+  const json = await evalCli('roc', '--scores', scores, '--labels', labels, '--json');
+  assert.equal(json.status, 0, json.stderr);
+  assert.deepEqual(JSON.parse(json.stdout), {
+    pairs: 4,
+    positives: 2,
+    auc: 1,
+    tarAtFar: [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1].map((far) => ({ far, tar: 1, fpr: 0 })),
+  });
+  const table = await evalCli('roc', '--scores', scores, '--labels', labels);
+  assert.equal(table.stdout, [
+    '4 pairs; AUC 100.0000 %',
+    'FAR                |  1e-06 |  1e-05 | 0.0001 |  0.001 |   0.01 |    0.1',
+    'TAR (%) scores.txt | 100.00 | 100.00 | 100.00 | 100.00 | 100.00 | 100.00',
+    '',
+  ].join('\n'));
+  fs.writeFileSync(scores, '0.9\n0.8\nhigh\n');
+  assert.match((await evalCli('roc', '--scores', scores, '--labels', labels)).stderr, /scores\.txt:3: 'high' is not a number/);
+  fs.writeFileSync(scores, '0.9\n0.8\n');
+  assert.match((await evalCli('roc', '--scores', scores, '--labels', labels)).stderr, /scores\.txt has 2 scores, .*labels\.npy 4 labels/);
+});
