@@ -27,8 +27,9 @@ const USAGE =
 
 export async function bench(args: string[]): Promise<number> {
   const [what, ...rest] = args;
+  if (what === 'train') return (await import('./bench-train.js')).benchTrain(rest);
   if (what !== 'pfc') {
-    console.error(`arcface bench: unknown benchmark '${what ?? ''}' (available: pfc)\n${USAGE}`);
+    console.error(`arcface bench: unknown benchmark '${what ?? ''}' (available: pfc, train)\n${USAGE}`);
     return 2;
   }
   benchPfc(parse(rest));

@@ -9,6 +9,8 @@ interface Command {
 const commands: Record<string, Command> = {
   doctor: { summary: 'check the engine: libtorch, BLAS, threads, Gloo, CUDA', run: async (a) => (await import('./doctor.js')).doctor(a) },
   launch: { summary: 'start this node\'s workers like torchrun (--nproc-per-node, --nnodes, --node-rank, --master-addr, --master-port)', run: async (a) => (await import('./launch.js')).launchCommand(a) },
+  start: { summary: 'the default job (npm start): generate identities, train MobileFaceNet + ArcFace/Partial FC, verify before and after', run: async (a) => (await import('./start.js')).start(a) },
+  train: { summary: 'train a config like arcface_torch\'s train_v2.py (--set key=value, --nproc-per-node N)', run: async (a) => (await import('./train.js')).trainCommand(a) },
   config: { summary: 'print a training config resolved over the defaults and validated (--set key=value overrides)', run: async (a) => (await import('./config.js')).configCommand(a) },
   eval: { summary: 'evaluate a model.pt or ONNX file: `eval verification` (LFW-style .bin), `eval ijb` (IJB-B/C TAR@FAR), `eval roc` (scores + labels)', run: async (a) => (await import('./eval.js')).evalCommand(a) },
   embed: { summary: 'embeddings of aligned face images (files or folders) to .json or .npy', run: async (a) => (await import('./embed.js')).embed(a) },
@@ -17,7 +19,7 @@ const commands: Record<string, Command> = {
   pack: { summary: 'pack an image folder into train.rec/train.idx (insightface layout), or --check a pack', run: async (a) => (await import('./pack.js')).pack(a) },
   generate: { summary: 'generate the seeded face-identities dataset: a training pack and a held-out .bin', run: async (a) => (await import('./generate.js')).generate(a) },
   demo: { summary: 'train a tiny conv net on generated data (the engine end to end)', run: async (a) => (await import('./demo.js')).demo(a) },
-  bench: { summary: 'benchmarks: `bench pfc` times Partial FC steps (memory per class, samples/s)', run: async (a) => (await import('./bench.js')).bench(a) },
+  bench: { summary: 'benchmarks: `bench pfc` (Partial FC steps: memory per class, samples/s), `bench train` (the training step)', run: async (a) => (await import('./bench.js')).bench(a) },
 };
 
 export function version(): string {

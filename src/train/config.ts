@@ -53,6 +53,8 @@ export interface TrainConfig {
   valTargets: string[];
   /** run the backbone on channels-last activations */
   channelsLast: boolean;
+  /** also write every rank's full state every this many steps (0: only at epoch ends, with saveAllStates) */
+  checkpointSteps: number;
 }
 
 export type UserConfig = Partial<TrainConfig>;
@@ -83,6 +85,7 @@ export const baseConfig: Omit<TrainConfig, 'rec' | 'numClasses' | 'numImage' | '
   seed: 2048,
   numWorkers: 2,
   channelsLast: false,
+  checkpointSteps: 0,
 };
 
 /** Thrown for an invalid config; the CLI prints its message and exits with code 2. */
@@ -129,6 +132,7 @@ const schema: Record<keyof TrainConfig, Check> = {
   warmupEpoch: isNumber,
   valTargets: (v) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'an array of names'),
   channelsLast: isBool,
+  checkpointSteps: nonNegativeInt,
 };
 
 export const configKeys = Object.keys(schema) as (keyof TrainConfig)[];

@@ -1,0 +1,105 @@
+/**
+ * Checkpoints, as arcface_torch writes them: `model.pt` (the backbone's state dict, rank 0) and,
+ * per rank, `checkpoint_gpu_<rank>.pt` with the keys of train_v2.py (epoch, global_step,
+ * state_dict_backbone, state_dict_softmax_fc, state_optimizer, state_lr_scheduler) plus what an
+ * exact resume needs besides: the GradScaler, the loader's position and the random generator.
+ * Every file is written to a temporary name and renamed (torch.save), so a crash leaves the
+ * previous checkpoint whole.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import * as torch from '../torch/index.js';
+import type { Tensor } from '../torch/index.js';
+import type { Module } from '../nn/index.js';
+import type { Optimizer, OptimizerStateDict, LRScheduler, GradScaler, GradScalerStateDict, LRSchedulerStateDict } from '../optim/index.js';
+import type { PartialFC } from '../heads/index.js';
+import type { DataLoader, LoaderState } from '../data/index.js';
+
+/** What a training run is made of, for saving and restoring. */
+export interface TrainingParts {
+  backbone: Module;
+  head: PartialFC;
+  optimizer: Optimizer;
+  scheduler: LRScheduler;
+  scaler: GradScaler;
+  loader: DataLoader;
+}
+
+export interface Position {
+  epoch: number;
+  globalStep: number;
+}
+
+export const checkpointFile = (output: string, rank: number) => path.join(output, `checkpoint_gpu_${rank}.pt`);
+export const modelFile = (output: string) => path.join(output, 'model.pt');
+
+export function saveModel(output: string, backbone: Module): string {
+  const file = modelFile(output);
+  torch.tidy(() => torch.save(backbone.stateDict(), file));
+  return file;
+}
+
+export function saveTrainingState(output: string, rank: number, parts: TrainingParts, position: Position): string {
+  const file = checkpointFile(output, rank);
+  torch.tidy(() =>
+    torch.save(
+      {
+        epoch: position.epoch,
+        global_step: position.globalStep,
+        state_dict_backbone: parts.backbone.stateDict(),
+        state_dict_softmax_fc: parts.head.stateDict(),
+        state_optimizer: parts.optimizer.stateDict(),
+        state_lr_scheduler: parts.scheduler.stateDict(),
+        state_grad_scaler: parts.scaler.stateDict(),
+        state_loader: parts.loader.state(),
+        rng_state: torch.getRngState(),
+      },
+      file,
+    ),
+  );
+  return file;
+}
+
+/** Plain objects for the Maps torch.load returns for Python dicts (nested), tensors kept. */
+function plain(value: unknown): unknown {
+  if (value instanceof Map) return Object.fromEntries([...value].map(([k, v]) => [String(k), plain(v)]));
+  if (Array.isArray(value)) return value.map(plain);
+  return value;
+}
+
+/** Restores every part from this rank's checkpoint; returns where the run was. */
+export function loadTrainingState(output: string, rank: number, parts: TrainingParts): Position {
+  const file = checkpointFile(output, rank);
+  if (!fs.existsSync(file)) throw new Error(`resume: ${file} not found (was the run saved with saveAllStates, or interrupted?)`);
+  const loaded = torch.load(file);
+  const tensors: Tensor[] = [];
+  const collect = (v: unknown): void => {
+    if (v instanceof torch.Tensor) tensors.push(v);
+    else if (v instanceof Map) v.forEach(collect);
+    else if (Array.isArray(v)) v.forEach(collect);
+  };
+  collect(loaded);
+  try {
+    if (!(loaded instanceof Map)) throw new Error('not a checkpoint (expected a dict)');
+    const need = (key: string) => {
+      if (!loaded.has(key)) throw new Error(`missing '${key}'`);
+      return loaded.get(key);
+    };
+    const loaderState = plain(need('state_loader')) as LoaderState;
+    if (loaderState.worldSize !== parts.loader.state().worldSize) {
+      throw new Error(`written by a run of ${loaderState.worldSize} processes, this one has ${parts.loader.state().worldSize}`);
+    }
+    parts.backbone.loadStateDict(need('state_dict_backbone') as Map<string, Tensor>);
+    parts.head.loadStateDict(need('state_dict_softmax_fc') as Map<string, Tensor>);
+    parts.optimizer.loadStateDict(plain(need('state_optimizer')) as OptimizerStateDict);
+    parts.scheduler.loadStateDict(plain(need('state_lr_scheduler')) as LRSchedulerStateDict);
+    parts.scaler.loadStateDict(plain(need('state_grad_scaler')) as GradScalerStateDict);
+    parts.loader.loadState(loaderState);
+    torch.setRngState(need('rng_state') as Tensor);
+    return { epoch: Number(need('epoch')), globalStep: Number(need('global_step')) };
+  } catch (error) {
+    throw new Error(`resume: ${file}: ${(error as Error).message}`);
+  } finally {
+    torch.dispose(tensors);
+  }
+}

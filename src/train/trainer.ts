@@ -1,0 +1,279 @@
+/**
+ * The training loop of arcface_torch's train_v2.py: backbone (data parallel) → Partial FC (model
+ * parallel) → margin softmax loss; float16 autocast with a GradScaler or bfloat16 autocast;
+ * gradient accumulation; gradient clipping at norm 5 on the backbone; SGD or AdamW (the Partial
+ * FC shard in its own sparse optimizer, at the same lr); PolynomialLRWarmup stepped every
+ * iteration. Logs, verifies and checkpoints as arcface_torch does (./training-log.ts,
+ * ./verification-targets.ts, ./checkpoint.ts); resumes exactly; saves on SIGINT/SIGTERM.
+ *
+ *   const result = await train(await loadConfig('configs/ms1mv3_r50.ts'));
+ */
+import fs from 'node:fs';
+import * as torch from '../torch/index.js';
+import { DataLoader } from '../data/index.js';
+import { DistributedDataParallel, initProcessGroup, type ProcessGroup } from '../dist/index.js';
+import { CombinedMarginLoss, PartialFC, shardGroupOf } from '../heads/index.js';
+import { getModel } from '../models/index.js';
+import { AdamW, GradScaler, PolynomialLRWarmup, SGD, clipGradNorm, type Optimizer } from '../optim/index.js';
+import { loadTrainingState, saveModel, saveTrainingState, type TrainingParts } from './checkpoint.js';
+import { ConfigError, configKeys, type TrainConfig } from './config.js';
+import { openTrainingData } from './training-data.js';
+import { TrainingLog, type EvaluationPoint } from './training-log.js';
+import { VerificationCallback } from './verification-targets.js';
+
+export interface TrainOptions {
+  /** the process group (default: from the launcher's environment, or a world of one) */
+  group?: ProcessGroup;
+  /** print log lines on stdout (rank 0; default true); training.log gets them regardless */
+  echo?: boolean;
+  /** called after every step with the global step and the run's total (a progress bar) */
+  onProgress?: (step: number, total: number) => void;
+  /** called after every step with its wall time (benchmarks) */
+  onStep?: (step: number, ms: number) => void;
+  /** stop after this many global steps (benchmarks, tests), as if the schedule ended there */
+  maxSteps?: number;
+  /** verify once before training: the untrained baseline */
+  evaluateAtStart?: boolean;
+}
+
+export interface TrainResult {
+  output: string;
+  globalStep: number;
+  totalStep: number;
+  /** mean loss of the last log window (NaN if no step ran) */
+  loss: number;
+  /** verification before training (evaluateAtStart) and at the end, per set (rank 0) */
+  baseline: EvaluationPoint[];
+  final: EvaluationPoint[];
+  modelPath?: string;
+  /** stopped by SIGINT/SIGTERM, after saving */
+  interrupted: boolean;
+}
+
+/** A non-finite loss without a GradScaler, or another reason to stop a run. */
+export class TrainingError extends Error {
+  override name = 'TrainingError';
+}
+
+/** Iterations per epoch, warm-up and total, as train_v2.py derives them from numImage. */
+export function schedule(config: TrainConfig, worldSize: number) {
+  const totalBatch = config.batchSize * worldSize;
+  const stepsPerEpoch = Math.floor(config.numImage / totalBatch);
+  const totalStep = stepsPerEpoch * config.numEpoch;
+  if (totalStep <= 0) {
+    throw new ConfigError(`numImage ${config.numImage} is less than one global batch (${config.batchSize} × ${worldSize} processes): no steps to train`);
+  }
+  return { totalBatch, stepsPerEpoch, warmupStep: stepsPerEpoch * Math.max(0, config.warmupEpoch), totalStep };
+}
+
+function makeOptimizer(config: TrainConfig, params: torch.Tensor[]): Optimizer {
+  if (config.optimizer === 'adamw') return new AdamW(params, { lr: config.lr, weightDecay: config.weightDecay });
+  return new SGD(params, { lr: config.lr, momentum: config.momentum, weightDecay: config.weightDecay });
+}
+
+/** true on any rank → true on all (so every rank stops at the same step). */
+function anyRank(group: ProcessGroup, flag: boolean): boolean {
+  if (group.worldSize === 1) return flag;
+  return torch.tidy(() => {
+    const t = torch.tensor([flag ? 1 : 0], { dtype: 'float32' });
+    group.allReduce(t, 'max');
+    return t.item() > 0;
+  });
+}
+
+export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
+  const output = config.output ?? 'work_dirs/run';
+  const group = options.group ?? initProcessGroup();
+  const { rank, worldSize } = group;
+  const log = new TrainingLog(output, rank === 0, options.echo ?? true);
+  const disposers: (() => void | Promise<void>)[] = [() => log.close()];
+  let stopSignal: string | undefined;
+  const onSignal = (signal: string) => {
+    stopSignal = signal;
+  };
+  process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+  disposers.push(() => void process.off('SIGINT', onSignal).off('SIGTERM', onSignal));
+  try {
+    fs.mkdirSync(output, { recursive: true });
+    torch.manualSeed(config.seed);
+    const { stepsPerEpoch, warmupStep, totalStep } = schedule(config, worldSize);
+
+    // The loop runs on the CPU. fp16 autocast is CUDA's: here the body runs in bfloat16 and the
+    // GradScaler still runs (harmless with bfloat16's range), so fp16 configs train unchanged.
+    if (config.fp16) log.info('fp16: the backbone body runs in bfloat16 autocast on the CPU, with the GradScaler');
+    const backbone = getModel(config.network, {
+      embeddingSize: config.embeddingSize,
+      dropout: 0,
+      bf16: config.bf16 || config.fp16,
+      channelsLast: config.channelsLast,
+    });
+    disposers.push(() => backbone.dispose());
+    backbone.train();
+    // arcface_torch: bucket_cap_mb=16 and fp16_compress_hook on the gradient buckets
+    const ddp = new DistributedDataParallel(backbone, group, { bucketCapMb: 16, compression: 'float16' });
+
+    const [m1, m2, m3] = config.marginList;
+    const head = new PartialFC({
+      marginLoss: new CombinedMarginLoss({ s: 64, m1, m2, m3, interclassFilteringThreshold: config.interclassFilteringThreshold }),
+      embeddingSize: config.embeddingSize,
+      numClasses: config.numClasses,
+      sampleRate: config.sampleRate,
+      storage: config.storage,
+      optimizer:
+        config.optimizer === 'adamw'
+          ? { type: 'adamw', lr: config.lr, weightDecay: config.weightDecay }
+          : { type: 'sgd', lr: config.lr, momentum: config.momentum, weightDecay: config.weightDecay },
+      ...(worldSize > 1 ? { group: shardGroupOf(group) } : {}),
+    });
+    disposers.push(() => head.dispose());
+    const params = backbone.parameters();
+    const optimizer = makeOptimizer(config, params);
+    disposers.push(() => optimizer.dispose());
+    const scheduler = new PolynomialLRWarmup(optimizer, { warmupIters: warmupStep, totalIters: totalStep });
+    const scaler = new GradScaler({ growthInterval: 100, enabled: config.fp16 });
+
+    const dataset = openTrainingData(config);
+    const loader = new DataLoader(dataset, {
+      batchSize: config.batchSize,
+      rank,
+      worldSize,
+      seed: config.seed,
+      threads: Math.max(1, config.numWorkers),
+      augment: { flip: 0.5, dali: config.daliAug },
+      numClasses: config.numClasses,
+      onWarning: (message) => log.info(message),
+    });
+    disposers.push(() => loader.close());
+    const parts: TrainingParts = { backbone, head, optimizer, scheduler, scaler, loader };
+
+    let globalStep = 0;
+    let startEpoch = 0;
+    if (config.resume) {
+      const position = loadTrainingState(output, rank, parts);
+      globalStep = position.globalStep;
+      startEpoch = loader.state().epoch;
+      log.info(`resumed from step ${globalStep} (epoch ${startEpoch}, batch ${loader.state().batch})`);
+    }
+    for (const key of configKeys) log.info(`: ${key}${' '.repeat(Math.max(1, 25 - key.length))}${JSON.stringify(config[key])}`);
+    log.info(`: worldSize                ${worldSize}`);
+    log.info(`: totalStep                ${totalStep} (${stepsPerEpoch} per epoch, ${warmupStep} warm-up)`);
+
+    const verification = rank === 0 ? await VerificationCallback.load(config.valTargets, config.rec) : undefined;
+    if (verification) disposers.push(() => verification.dispose());
+    let latest: EvaluationPoint[] = [];
+    const evaluate = (step: number): EvaluationPoint[] => {
+      latest = (verification?.evaluate(backbone) ?? []).map((r) => {
+        const point = { step, name: r.name, accuracyFlip: r.flip.accMean, stdFlip: r.flip.accStd, accuracy: r.plain.accMean, std: r.plain.accStd, xnorm: r.xnorm, highest: r.highest };
+        log.evaluation(point);
+        return point;
+      });
+      return latest;
+    };
+    const baseline = options.evaluateAtStart ? evaluate(globalStep) : [];
+
+    // As train_v2.py, the loop runs whole epochs (the lr is 0 past totalStep when numImage undercounts).
+    const lastStep = Math.min(config.numEpoch * loader.length, options.maxSteps ?? Infinity);
+    const startStep = globalStep;
+    const started = Date.now();
+    let windowStart = Date.now();
+    let windowLoss = 0;
+    let windowSteps = 0;
+    let lastLoss = NaN;
+    let interrupted = false;
+    const saveAll = () => {
+      const position = { epoch: loader.state().epoch, globalStep };
+      saveTrainingState(output, rank, parts, position);
+      if (rank === 0) saveModel(output, backbone);
+    };
+
+    epochs: for (let epoch = startEpoch; epoch < config.numEpoch && globalStep < lastStep; epoch++) {
+      loader.setEpoch(epoch);
+      for (;;) {
+        // Ready batches resolve as microtasks: yield to the event loop so a signal's handler runs.
+        await new Promise(setImmediate);
+        if (anyRank(group, stopSignal !== undefined)) {
+          saveAll();
+          log.info(`stopped by ${stopSignal ?? 'a signal on another rank'} at step ${globalStep}: state saved to ${output}; resume with resume: true`);
+          interrupted = true;
+          break epochs;
+        }
+        const batch = await loader.next();
+        if (!batch) break;
+        const stepStart = performance.now();
+        globalStep += 1;
+        const loss = torch.tidy(() => {
+          const embeddings = ddp.forward(batch.images);
+          const l = head.forward(embeddings, batch.labels);
+          scaler.scale(l).backward();
+          return l.item();
+        });
+        batch.images.dispose();
+        batch.labels.dispose();
+        if (!Number.isFinite(loss) && !config.fp16) {
+          throw new TrainingError(`step ${globalStep}: the loss is ${loss}; stopped without saving (the last checkpoint in ${output} is intact)`);
+        }
+
+        if (globalStep % config.gradientAcc === 0) {
+          ddp.syncGradients();
+          const lr = optimizer.paramGroups[0].lr;
+          if (scaler.isEnabled()) {
+            scaler.unscale_(optimizer);
+            clipGradNorm(params, 5);
+            if (scaler.step(optimizer)) {
+              head.scaleGrad(Math.fround(1 / scaler.getScale()));
+              head.step(lr);
+            } else {
+              head.discardGrad();
+            }
+            scaler.update();
+          } else {
+            clipGradNorm(params, 5);
+            optimizer.step();
+            head.step(lr);
+          }
+          optimizer.zeroGrad();
+        } else {
+          head.accumulateGrad();
+        }
+        scheduler.step();
+        options.onStep?.(globalStep, performance.now() - stepStart);
+        options.onProgress?.(globalStep, lastStep);
+
+        if (Number.isFinite(loss)) {
+          windowLoss += loss;
+          windowSteps += 1;
+        }
+        if (globalStep % config.frequent === 0) {
+          const now = Date.now();
+          const perStep = (now - started) / 1000 / (globalStep - startStep);
+          lastLoss = windowLoss / Math.max(1, windowSteps);
+          log.logPoint({
+            step: globalStep,
+            epoch,
+            loss: lastLoss,
+            lr: scheduler.getLastLr()[0],
+            samplesPerSec: (windowSteps * config.batchSize * worldSize) / Math.max(1e-9, (now - windowStart) / 1000),
+            hoursLeft: Math.max(0, perStep * (totalStep - globalStep)) / 3600,
+            ...(scaler.isEnabled() ? { gradScale: scaler.getScale() } : {}),
+          });
+          windowStart = now;
+          windowLoss = 0;
+          windowSteps = 0;
+        }
+        if (globalStep % config.verbose === 0) evaluate(globalStep);
+        if (config.checkpointSteps > 0 && globalStep % config.checkpointSteps === 0) saveTrainingState(output, rank, parts, { epoch, globalStep });
+        if (globalStep >= lastStep) break;
+      }
+      if (loader.state().epoch > epoch) {  // the epoch ran to its end
+        if (config.saveAllStates) saveTrainingState(output, rank, parts, { epoch: epoch + 1, globalStep });
+        if (rank === 0) saveModel(output, backbone);
+      }
+    }
+    if (windowSteps > 0) lastLoss = windowLoss / windowSteps;
+    const modelPath = rank === 0 ? saveModel(output, backbone) : undefined;
+    const final = interrupted || latest[0]?.step === globalStep ? latest : evaluate(globalStep);
+    return { output, globalStep, totalStep, loss: lastLoss, baseline, final, modelPath, interrupted };
+  } finally {
+    for (const dispose of disposers.reverse()) await dispose();
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * What a run reports, on rank 0 only (other ranks stay quiet, as arcface_torch's): lines in
+ * arcface_torch's format ("Training: <time>-<message>") on the console and in
+ * <output>/training.log, and one JSON object per log point and per evaluation in
+ * <output>/metrics.jsonl, for plotting without parsing text.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface LogPoint {
+  step: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  /** samples/s over all ranks since the previous log point */
+  samplesPerSec: number;
+  /** hours left at the run's average speed */
+  hoursLeft: number;
+  /** GradScaler scale (fp16 runs) */
+  gradScale?: number;
+}
+
+export interface EvaluationPoint {
+  step: number;
+  name: string;
+  /** 10-fold accuracy of the flip-summed embeddings, its std, and the highest so far */
+  accuracyFlip: number;
+  stdFlip: number;
+  accuracy: number;
+  std: number;
+  xnorm: number;
+  highest: number;
+}
+
+/** Python logging's asctime: 2026-11-27 23:59:59,123 (local time). */
+function asctime(d = new Date()): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())},${p(d.getMilliseconds(), 3)}`;
+}
+
+export class TrainingLog {
+  private readonly logFile?: number;
+  private readonly metricsFile?: number;
+
+  /** Writes nothing unless `active` (rank 0); `echo` prints lines on stdout too. */
+  constructor(output: string, readonly active: boolean, private readonly echo = true) {
+    if (!active) return;
+    fs.mkdirSync(output, { recursive: true });
+    this.logFile = fs.openSync(path.join(output, 'training.log'), 'a');
+    this.metricsFile = fs.openSync(path.join(output, 'metrics.jsonl'), 'a');
+  }
+
+  info(message: string): void {
+    if (!this.active) return;
+    const line = `Training: ${asctime()}-${message}`;
+    if (this.echo) console.log(line);
+    fs.writeSync(this.logFile!, `${line}\n`);
+  }
+
+  /** arcface_torch's CallBackLogging line, and its metrics record. */
+  logPoint(p: LogPoint): void {
+    if (!this.active) return;
+    const scale = p.gradScale !== undefined ? `Fp16 Grad Scale: ${p.gradScale.toFixed(0)}   ` : '';
+    this.info(
+      `Speed ${p.samplesPerSec.toFixed(2)} samples/sec   Loss ${p.loss.toFixed(4)}   LearningRate ${p.lr.toFixed(6)}   ` +
+        `Epoch: ${p.epoch}   Global Step: ${p.step}   ${scale}Required: ${p.hoursLeft.toFixed(0)} hours`,
+    );
+    this.metric({ type: 'train', ...p });
+  }
+
+  /** CallBackVerification's three lines per set, and the metrics record. */
+  evaluation(e: EvaluationPoint): void {
+    if (!this.active) return;
+    this.info(`[${e.name}][${e.step}]XNorm: ${e.xnorm.toFixed(6)}`);
+    this.info(`[${e.name}][${e.step}]Accuracy-Flip: ${e.accuracyFlip.toFixed(5)}+-${e.stdFlip.toFixed(5)}`);
+    this.info(`[${e.name}][${e.step}]Accuracy-Highest: ${e.highest.toFixed(5)}`);
+    this.metric({ type: 'verification', ...e });
+  }
+
+  metric(record: Record<string, unknown>): void {
+    if (!this.active) return;
+    fs.writeSync(this.metricsFile!, `${JSON.stringify({ time: Date.now() / 1000, ...record })}\n`);
+  }
+
+  close(): void {
+    if (this.logFile !== undefined) fs.closeSync(this.logFile);
+    if (this.metricsFile !== undefined) fs.closeSync(this.metricsFile);
+  }
+}
