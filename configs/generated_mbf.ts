@@ -1,5 +1,6 @@
 // The default job (`npm start`): MobileFaceNet with ArcFace + Partial FC on the generated
-// identities (`arcface generate --out work_dirs/generated`), a few minutes on a 2-core CPU.
+// identities (`arcface start` makes them: numClasses identities × numImage/numClasses images, and
+// heldout.bin from unseen identities), about four minutes of training on a 2-core CPU.
 import { defineConfig } from 'arcface-ts/train';
 
 export default defineConfig({
@@ -14,9 +15,9 @@ export default defineConfig({
   momentum: 0.9,
   weightDecay: 5e-4,
   rec: 'work_dirs/generated',
-  numClasses: 1000,
-  numImage: 20000,
-  numEpoch: 2,
+  numClasses: 500,
+  numImage: 8000,
+  numEpoch: 1,
   warmupEpoch: 0,
   valTargets: ['heldout'],
   frequent: 20,

@@ -22,8 +22,10 @@ export async function start(args: string[]): Promise<number> {
   const config = await loadConfig(configFile, overrides);
 
   if (!fs.existsSync(path.join(config.rec, 'train.rec'))) {
-    console.log(`generating the training identities and held-out pairs in ${config.rec} (once)`);
-    generateIdentities({ ...defaultGenerateOptions, out: config.rec, onProgress: progressBar('generating') });
+    // the pack the config describes; 1000 held-out pairs keep each verification under a minute
+    const identities = config.numClasses, imagesPerIdentity = Math.floor(config.numImage / config.numClasses);
+    console.log(`generating ${identities} identities × ${imagesPerIdentity} images and 1000 held-out pairs in ${config.rec} (once)`);
+    generateIdentities({ ...defaultGenerateOptions, identities, imagesPerIdentity, pairs: 1000, out: config.rec, onProgress: progressBar('generating') });
   }
   const result = await train(config, { evaluateAtStart: true, onProgress: progressBar('training') });
 
