@@ -4,10 +4,14 @@
 import type { Module } from '../nn/index.js';
 import { iresnet18, iresnet34, iresnet50, iresnet100, iresnet200 } from './iresnet.js';
 import { mobileFaceNet, mobileFaceNetLarge } from './mobilefacenet.js';
+import { vitModels } from './vit.js';
 import type { BackboneOptions } from './precision.js';
 
 export { IResNet, IBasicBlock, iresnet18, iresnet34, iresnet50, iresnet100, iresnet200 } from './iresnet.js';
 export { MobileFaceNet, mobileFaceNet, mobileFaceNetLarge } from './mobilefacenet.js';
+export { VisionTransformer, vitModels, type VisionTransformerOptions } from './vit.js';
+export { backwardCheckpoints, CheckpointedChain } from './checkpoint.js';
+export { attentionBackend } from './attention.js';
 export { countComplexity, type Complexity } from './flops.js';
 export type { BackboneOptions, BodyPrecision } from './precision.js';
 
@@ -22,6 +26,7 @@ const registry: Record<string, (o?: BackboneOptions) => Backbone> = {
   r200: iresnet200,
   mbf: mobileFaceNet,
   mbf_large: mobileFaceNetLarge,
+  ...vitModels,
 };
 
 export const modelNames = (): string[] => Object.keys(registry);
