@@ -11,7 +11,7 @@
 export interface TrainConfig {
   /** (m1, m2, m3) of the combined margin: ArcFace (1, 0.5, 0), CosFace (1, 0, 0.4) */
   marginList: [number, number, number];
-  /** backbone name: r18 r34 r50 r100 r200 mbf mbf_large (vit_* with the ViT issue) */
+  /** backbone name: r18 r34 r50 r100 r200 mbf mbf_large vit_t … vit_h (src/models) */
   network: string;
   resume: boolean;
   saveAllStates: boolean;

@@ -13,7 +13,7 @@ import * as torch from '../torch/index.js';
 import { DataLoader } from '../data/index.js';
 import { DistributedDataParallel, initProcessGroup, type ProcessGroup } from '../dist/index.js';
 import { CombinedMarginLoss, PartialFC, shardGroupOf } from '../heads/index.js';
-import { getModel } from '../models/index.js';
+import { backwardCheckpoints, getModel } from '../models/index.js';
 import { AdamW, GradScaler, PolynomialLRWarmup, SGD, clipGradNorm, type Optimizer } from '../optim/index.js';
 import { loadTrainingState, saveModel, saveTrainingState, type TrainingParts } from './checkpoint.js';
 import { ConfigError, configKeys, type TrainConfig } from './config.js';
@@ -205,6 +205,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
           const embeddings = ddp.forward(batch.images);
           const l = head.forward(embeddings, batch.labels);
           scaler.scale(l).backward();
+          backwardCheckpoints(backbone);  // the activation-checkpointed blocks of a ViT (a no-op otherwise)
           return l.item();
         });
         batch.images.dispose();
