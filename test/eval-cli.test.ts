@@ -10,7 +10,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { format } from 'node:util';
 import * as torch from '../src/torch/index.js';
 import { getModel } from '../src/models/index.js';
 import { decodeImage, encodeJpeg, generateIdentities, readVerificationBin, resizeImage, writeVerificationBin } from '../src/data/index.js';
@@ -19,29 +18,8 @@ import { evalCommand } from '../src/cli/eval.js';
 import { embed } from '../src/cli/embed.js';
 import { exportCommand } from '../src/cli/export.js';
 import { fixturePath, pythonHasTorch } from './helpers.js';
+import { arcface } from './cli-in-process.js';
 
-/**
- * Runs a command in this process as bin/arcface.js runs it: what it printed, and its exit status
- * (1 for an error, 2 for a usage error, with the message on stderr). Checks it leaves no tensor behind.
- */
-async function arcface(command: (args: string[]) => Promise<number>, name: string, args: string[]) {
-  const stdout: string[] = [], stderr: string[] = [];
-  const saved = [console.log, console.error];
-  console.log = (...a: unknown[]) => stdout.push(`${format(...a)}\n`);
-  console.error = (...a: unknown[]) => stderr.push(`${format(...a)}\n`);
-  const live = torch.liveTensors();
-  let status: number;
-  try {
-    status = await command(args);
-  } catch (error) {
-    stderr.push(`arcface ${name}: ${(error as Error).message}\n`);
-    status = (error as Error).name === 'UsageError' ? 2 : 1;
-  } finally {
-    [console.log, console.error] = saved;
-  }
-  assert.ok(torch.liveTensors() <= live, `arcface ${name} ${args.join(' ')} left ${torch.liveTensors() - live} tensors undisposed`);
-  return { status, stdout: stdout.join(''), stderr: stderr.join('') };
-}
 const evalCli = (...args: string[]) => arcface(evalCommand, 'eval', args);
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'eval-cli-'));

@@ -10,36 +10,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { format } from 'node:util';
 import * as torch from '../src/torch/index.js';
 import { getModel } from '../src/models/index.js';
 import { decodeImage, encodeJpeg } from '../src/data/index.js';
 import { native } from '../src/torch/native.js';
 import { ARCFACE_TEMPLATE, evaluateIjb, loadBackbone, readNpy, rocCurve, tarAtFar, TorchEmbedder } from '../src/eval/index.js';
 import { evalCommand } from '../src/cli/eval.js';
-
-/**
- * Runs a command in this process as bin/arcface.js runs it: what it printed, and its exit status
- * (1 for an error, 2 for a usage error, with the message on stderr). Checks it leaves no tensor behind.
- */
-async function arcface(command: (args: string[]) => Promise<number>, name: string, args: string[]) {
-  const stdout: string[] = [], stderr: string[] = [];
-  const saved = [console.log, console.error];
-  console.log = (...a: unknown[]) => stdout.push(`${format(...a)}\n`);
-  console.error = (...a: unknown[]) => stderr.push(`${format(...a)}\n`);
-  const live = torch.liveTensors();
-  let status: number;
-  try {
-    status = await command(args);
-  } catch (error) {
-    stderr.push(`arcface ${name}: ${(error as Error).message}\n`);
-    status = (error as Error).name === 'UsageError' ? 2 : 1;
-  } finally {
-    [console.log, console.error] = saved;
-  }
-  assert.ok(torch.liveTensors() <= live, `arcface ${name} ${args.join(' ')} left ${torch.liveTensors() - live} tensors undisposed`);
-  return { status, stdout: stdout.join(''), stderr: stderr.join('') };
-}
+import { arcface } from './cli-in-process.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ijb-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
