@@ -1,12 +1,13 @@
 /**
  * `arcface export onnx`: a model.pt backbone as an ONNX file.
  *
- *   arcface export onnx --model model.pt --network r50 --out model.onnx [--simplify-bn] [--opset 13]
+ *   arcface export onnx --model model.pt --network r50 --out model.onnx [--simplify-bn] [--opset N]
  *                       [--input-name input.1] [--output-name NAME] [--check]
  *
  * The output is named as arcface_torch's torch2onnx.py names it for that network (see
  * src/export/torch-names.ts) unless --output-name says otherwise. --check runs the file in
- * onnxruntime and compares its embeddings of random images with libtorch's.
+ * onnxruntime and compares its embeddings of random images with libtorch's. The opset defaults to
+ * the lowest the network needs: 13, or 17 for the ViTs (LayerNormalization).
  */
 import * as torch from '../torch/index.js';
 import { loadBackbone, OnnxEmbedder, TorchEmbedder } from '../eval/index.js';
@@ -35,9 +36,9 @@ async function onnx(args: string[]): Promise<number> {
   const o = parseOptions(args, { values: ['model', 'network', 'out', 'opset', 'input-name', 'output-name'], flags: ['simplify-bn', 'check'] }, command);
   const [model, network, out] = ['model', 'network', 'out'].map((k) => o.get(k));
   if (typeof model !== 'string' || typeof network !== 'string' || typeof out !== 'string') {
-    throw new UsageError(`usage: ${command} --model <model.pt> --network <name> --out <model.onnx> [--simplify-bn] [--opset 13] [--input-name input.1] [--output-name NAME] [--check]`);
+    throw new UsageError(`usage: ${command} --model <model.pt> --network <name> --out <model.onnx> [--simplify-bn] [--opset N] [--input-name input.1] [--output-name NAME] [--check]`);
   }
-  const opset = intOption(o, 'opset', 13, 13);
+  const opset = o.has('opset') ? intOption(o, 'opset', 13, 13) : undefined;
   const embedder = new TorchEmbedder(loadBackbone(model, network));
   try {
     const started = Date.now();
@@ -48,7 +49,7 @@ async function onnx(args: string[]): Promise<number> {
       outputName: typeof o.get('output-name') === 'string' ? String(o.get('output-name')) : (torchOutputName(network) ?? 'embedding'),
     });
     const ops = Object.entries(summary.ops).map(([op, n]) => `${op} ${n}`).join(', ');
-    console.log(`${out}: ${network}, opset ${opset}, ${summary.nodes} nodes (${ops}), output [${summary.outputShape.join(', ')}], in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    console.log(`${out}: ${network}, opset ${summary.opset}, ${summary.nodes} nodes (${ops}), output [${summary.outputShape.join(', ')}], in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     if (o.has('check')) {
       const { maxAbsDiff, maxAbs } = await check(out, embedder);
       console.log(`onnxruntime check: max |difference| ${maxAbsDiff.toExponential(2)} over embeddings up to ${maxAbs.toFixed(3)}`);

@@ -139,6 +139,10 @@ function layerNorm(m: LayerNorm, x: Value, g: GraphBuilder): Value {
   }
 }
 
+/** ReLU6 as Clip(0, 6); exported for subclasses that only change how it trains (the ViT's). */
+export const relu6 = (m: Module, x: Value, g: GraphBuilder): Value =>
+  g.node('Clip', [x.name, g.constant(`${g.path(m)}.min`, Float32Array.of(0), []), g.constant(`${g.path(m)}.max`, Float32Array.of(6), [])], x.shape, { name: g.path(m) });
+
 const unary = (opType: string) => (m: Module, x: Value, g: GraphBuilder) => g.node(opType, [x.name], x.shape, { name: g.path(m) });
 const identity = (_m: Module, x: Value) => x;
 
@@ -154,6 +158,4 @@ registerEmitter(Flatten, flatten);
 registerEmitter(LayerNorm, layerNorm);
 registerEmitter(ReLU, unary('Relu'));
 registerEmitter(Sigmoid, unary('Sigmoid'));
-registerEmitter(ReLU6, (m, x, g) =>
-  g.node('Clip', [x.name, g.constant(`${g.path(m)}.min`, Float32Array.of(0), []), g.constant(`${g.path(m)}.max`, Float32Array.of(6), [])], x.shape, { name: g.path(m) }),
-);
+registerEmitter(ReLU6, relu6);
