@@ -49,6 +49,7 @@ async function embeddings(model: nn.Module, files: string[], inputs: torch.Tenso
     const onnx = await OnnxEmbedder.create(file);
     const out = [];
     for (const x of inputs) out.push(await onnx.embed(x));
+    assert.equal(onnx.imagesPerRun, undefined, `${file} ran the batch of ${inputs.at(-1)!.shape[0]} whole, without falling back to one image at a time`);
     theirs.push(out);
     await onnx.dispose();
   }

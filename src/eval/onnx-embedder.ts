@@ -38,6 +38,11 @@ export class OnnxEmbedder implements Embedder {
     return new OnnxEmbedder(ort, session, file, typeof batch === 'number' && batch > 0 ? batch : undefined);
   }
 
+  /** Images per run: the model's fixed batch, 1 after a symbolic batch failed for more, undefined while any batch works. */
+  get imagesPerRun(): number | undefined {
+    return this.batch;
+  }
+
   async embed(images: torch.Tensor): Promise<torch.Tensor> {
     const data = torch.tidy(() => images.float().contiguous().data() as Float32Array);
     const [n, ...rest] = images.shape;
