@@ -2,10 +2,12 @@
  * Starts the workers of one node with the torchrun environment contract, like
  * `torchrun --nproc-per-node N --nnodes M --node-rank R --master-addr A --master-port P -- cmd`:
  * each worker gets MASTER_ADDR, MASTER_PORT, RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE,
- * GROUP_RANK; its output lines are prefixed with its rank; SIGINT/SIGTERM are forwarded; when one
+ * GROUP_RANK, and OMP_NUM_THREADS (unless set: the cores shared out); its output lines are
+ * prefixed with its rank; SIGINT/SIGTERM are forwarded; when one
  * worker fails the others are stopped and the launcher exits with the failing worker's status.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import readline from 'node:readline';
 
 export interface LaunchOptions {
@@ -84,6 +86,10 @@ export function launch(o: LaunchOptions): Promise<number> {
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigterm);
 
+  // As torchrun, keep the workers from oversubscribing the cores: unless OMP_NUM_THREADS is set,
+  // each gets its share of this machine's cores (torchrun gives 1; a CPU worker needs its share).
+  const threads = process.env.OMP_NUM_THREADS ?? String(Math.max(1, Math.floor(os.availableParallelism() / o.nprocPerNode)));
+
   return new Promise((resolve) => {
     let running = o.nprocPerNode;
     for (let localRank = 0; localRank < o.nprocPerNode; localRank++) {
@@ -99,6 +105,7 @@ export function launch(o: LaunchOptions): Promise<number> {
           WORLD_SIZE: String(worldSize),
           LOCAL_WORLD_SIZE: String(o.nprocPerNode),
           GROUP_RANK: String(o.nodeRank),
+          OMP_NUM_THREADS: threads,
         },
       });
       for (const [stream, out] of [[child.stdout!, process.stdout], [child.stderr!, process.stderr]] as const) {

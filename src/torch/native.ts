@@ -8,9 +8,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
 
-const cores = String(os.availableParallelism());
-process.env.OMP_NUM_THREADS ??= cores;
-process.env.OPENBLAS_NUM_THREADS ??= cores;
+// Intra-op threads: ARCFACE_NUM_THREADS, else OMP_NUM_THREADS as PyTorch reads it (the launcher
+// sets it to share the cores among workers), else every core; set before libtorch and BLAS load.
+const threads = process.env.ARCFACE_NUM_THREADS ?? process.env.OMP_NUM_THREADS ?? String(os.availableParallelism());
+process.env.OMP_NUM_THREADS ??= threads;
+process.env.OPENBLAS_NUM_THREADS ??= threads;
 
 /** The JS object behind every Tensor; its methods are implemented in native/src/tensor_wrap.cc. */
 export declare class TensorBase {
@@ -215,4 +217,4 @@ function addonPath(): string {
 }
 
 export const native: NativeAddon = createRequire(import.meta.url)(addonPath());
-native.setNumThreads(Number(process.env.ARCFACE_NUM_THREADS ?? cores));
+native.setNumThreads(Number(threads));
