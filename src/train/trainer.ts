@@ -87,6 +87,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const { rank, worldSize } = group;
   const log = new TrainingLog(output, rank === 0, options.echo ?? true);
   const disposers: (() => void | Promise<void>)[] = [() => log.close()];
+  if (!options.group) disposers.unshift(() => group.destroy());  // ours: gone after everything else
   let stopSignal: string | undefined;
   const onSignal = (signal: string) => {
     stopSignal = signal;
@@ -97,6 +98,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     fs.mkdirSync(output, { recursive: true });
     torch.manualSeed(config.seed);
     const { stepsPerEpoch, warmupStep, totalStep } = schedule(config, worldSize);
+    const dataset = openTrainingData(config);  // a missing or mismatched data folder fails before any model is built
 
     // The loop runs on the CPU. fp16 autocast is CUDA's: here the body runs in bfloat16 and the
     // GradScaler still runs (harmless with bfloat16's range), so fp16 configs train unchanged.
@@ -132,7 +134,6 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     const scheduler = new PolynomialLRWarmup(optimizer, { warmupIters: warmupStep, totalIters: totalStep });
     const scaler = new GradScaler({ growthInterval: 100, enabled: config.fp16 });
 
-    const dataset = openTrainingData(config);
     const loader = new DataLoader(dataset, {
       batchSize: config.batchSize,
       rank,
