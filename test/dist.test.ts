@@ -232,7 +232,8 @@ describe('failures', () => {
     assert.match(run.stderr, /arcface launch: worker rank 1 killed by SIGKILL; stopped the other workers/);
     assert.ok(run.ms < 30_000);
     await new Promise((r) => setTimeout(r, 200));
-    const leftovers = execSync(`pgrep -f "dist-worker[.]js die-after" || true`, { encoding: 'utf8' }).trim();
+    // this checkout's workers only: another checkout's test run may have its own
+    const leftovers = execSync(`pgrep -f "${worker.replace(/\./g, '[.]')} die-after" || true`, { encoding: 'utf8' }).trim();
     assert.equal(leftovers, '', 'no worker is left behind');
     assert.ok(!alive(run.pid));
   });
