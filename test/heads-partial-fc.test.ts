@@ -320,6 +320,79 @@ test('sparse AdamW equals torch.optim.AdamW on the sampled rows (per-row step co
   });
 });
 
+/** Raw bytes of a tensor, to compare for bit identity in any dtype. */
+const raw = (t: Tensor): Buffer => Buffer.from(t.contiguous().toBuffer());
+
+for (const sampleRate of [1, 0.3]) {
+  for (const storage of ['float32', 'bfloat16'] as CentreStorage[]) {
+    for (const optimizer of [sgd, { type: 'adamw', lr: 0.01, weightDecay: 0.05 }] as const) {
+      test(`logits 'recompute' is bit-identical to 'keep' (r = ${sampleRate}, ${storage}, ${optimizer.type}, with accumulation)`, () => {
+        // 150 centres in tiles of 16 (the last one partial), batch 12
+        const C = 150, D = 24, B = 12;
+        const heads = (['keep', 'recompute'] as const).map(
+          (logits) => new PartialFC({ marginLoss: arcface(), embeddingSize: D, numClasses: C, sampleRate, storage, tileRows: 16, optimizer, logits }),
+        );
+        try {
+          torch.tidy(() => {
+            torch.manualSeed(11);
+            heads[1].loadStateDict(heads[0].stateDict());
+            // a plain step, then three micro-batches accumulated, scaled and applied as one step
+            for (const [round, micro] of [[0, 0], [1, 0], [1, 1], [1, 2]]) {
+              const x = torch.randn([B, D]), y = torch.randint(0, C, [B]);
+              const seed = 100 + 10 * round + micro;
+              const [keep, recompute] = heads.map((h) => {
+                torch.manualSeed(seed);  // the same sample in both heads
+                const e = x.clone().requiresGrad_();
+                const loss = h.forward(e, y);
+                loss.backward();
+                const out = { loss: raw(loss), grad: raw(e.grad!), index: raw(h.sampledIndex()), rowGrad: raw(h.sampledGrad()) };
+                if (round === 0) h.step();
+                else if (micro < 2) h.accumulateGrad();
+                else {
+                  h.scaleGrad(0.5);
+                  h.step();
+                }
+                return { ...out, state: [...h.stateDict().values()].map(raw) };
+              });
+              const at = `round ${round}, micro-batch ${micro}`;
+              assert.ok(keep.index.equals(recompute.index), `sample, ${at}`);
+              assert.ok(keep.loss.equals(recompute.loss), `loss, ${at}`);
+              assert.ok(keep.grad.equals(recompute.grad), `embedding gradient, ${at}`);
+              assert.ok(keep.rowGrad.equals(recompute.rowGrad), `sampledGrad, ${at}`);
+              keep.state.forEach((b, i) => assert.ok(b.equals(recompute.state[i]), `state ${i}, ${at}`));
+            }
+          });
+        } finally {
+          for (const h of heads) h.dispose();
+        }
+      });
+    }
+  }
+}
+
+test('bufferBytes: keep holds the B × S softmax buffer and [S] norms; recompute holds tile-sized buffers and the [S] index only', () => {
+  const B = 8, D = 16, T = 32;
+  for (const storage of ['float32', 'bfloat16'] as CentreStorage[]) {
+    const e = storage === 'float32' ? 4 : 2;
+    for (const [C, sampleRate] of [[400, 0.5], [1000, 0.5], [300, 1]]) {
+      const S = Math.floor(sampleRate * C), index = sampleRate < 1 ? S * 4 : 0;  // int32 rows, none when all are in
+      const tiles = B * T * 4 + T * D * 4;  // scratch [B, T] and the rows of a tile [T, D], float32
+      const expected = {
+        keep: index + tiles + B * S * e + S * 4,
+        recompute: index + tiles + (storage === 'float32' ? 0 : B * T * e) + T * 4,  // float32: exp values in the scratch tile
+      };
+      for (const logits of ['keep', 'recompute'] as const) {
+        withHead({ embeddingSize: D, numClasses: C, sampleRate, storage, tileRows: T, logits }, (pfc) => {
+          pfc.forward(torch.randn([B, D]).requiresGrad_(), torch.randint(0, C, [B])).backward();
+          pfc.step();
+          assert.equal(pfc.bufferBytes(), expected[logits], `${storage}, ${C} classes, r ${sampleRate}, ${logits}`);
+        });
+      }
+    }
+  }
+  assert.throws(() => new PartialFC({ marginLoss: arcface(), embeddingSize: 4, numClasses: 10, optimizer: sgd, logits: 'drop' as 'keep' }), /logits must be one of keep, recompute, got 'drop'/);
+});
+
 test('16-bit storage: close to float32 within bf16/fp16 rounding, and half the memory', () => {
   torch.manualSeed(5);
   const C = 500, D = 32, labels = Array.from({ length: 24 }, (_, i) => (i * 53) % C);

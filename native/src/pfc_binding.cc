@@ -34,6 +34,7 @@ class PartialFcKernel : public Napi::ObjectWrap<PartialFcKernel> {
       InstanceMethod<&PartialFcKernel::AdamwStep>("adamwStep"),
       InstanceMethod<&PartialFcKernel::SampledIndex>("sampledIndex"),
       InstanceMethod<&PartialFcKernel::Targets>("targets"),
+      InstanceMethod<&PartialFcKernel::BufferBytes>("bufferBytes"),
       InstanceMethod<&PartialFcKernel::Dispose>("dispose"),
     });
   }
@@ -41,10 +42,15 @@ class PartialFcKernel : public Napi::ObjectWrap<PartialFcKernel> {
   explicit PartialFcKernel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PartialFcKernel>(info) {
     Napi::Env env = info.Env();
     auto o = info[0].As<Napi::Object>();
+    const Napi::Value logits = o.Get("logits");
+    const std::string mode = logits.IsUndefined() ? "keep" : logits.IsString() ? logits.As<Napi::String>().Utf8Value() : "";
+    if (mode != "keep" && mode != "recompute") {
+      throw Napi::TypeError::New(env, "PartialFcKernel: option 'logits' must be 'keep' or 'recompute'");
+    }
     Guard(env, [&] {
       kernel_ = c10::make_intrusive<pfc::Kernel>(static_cast<int64_t>(Num(o, "embeddingSize")),
                                                  ParseDtype(env, o.Get("dtype").As<Napi::String>().Utf8Value()),
-                                                 static_cast<int64_t>(Num(o, "tileRows")));
+                                                 static_cast<int64_t>(Num(o, "tileRows")), mode == "recompute");
     });
   }
 
@@ -150,6 +156,11 @@ class PartialFcKernel : public Napi::ObjectWrap<PartialFcKernel> {
   Napi::Value Targets(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return WrapTensor(env, Guard(env, [&] { return kernel(env).Targets(); }));
+  }
+
+  Napi::Value BufferBytes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Napi::Number::New(env, static_cast<double>(kernel(env).BufferBytes()));
   }
 
   // Frees the buffers now; an autograd graph still holding the kernel keeps it until it goes.

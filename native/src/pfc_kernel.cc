@@ -15,21 +15,21 @@ namespace arcface::pfc {
 
 namespace {
 
-// Copies rows of the shard into out (math type) and normalises them: x / max(‖x‖, eps).
-// The norms of the sampled rows are computed here in the forward and reused afterwards.
+// Copies rows r0.. of the sample into out (math type) and normalises them: x / max(‖x‖, eps).
+// The norms (of these rows: norms[j]) are computed here, or reused when kept from the forward.
 template <typename acc_t, typename store_t>
-void GatherRows(const store_t* w, int64_t dim, const int64_t* index, int64_t r0, int64_t cols, acc_t* out,
+void GatherRows(const store_t* w, int64_t dim, const int32_t* index, int64_t r0, int64_t cols, acc_t* out,
                 acc_t* norms, bool compute_norms) {
   at::parallel_for(0, cols, 32, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
       const store_t* src = w + (index ? index[r0 + j] : r0 + j) * dim;
       acc_t* dst = out + j * dim;
       if (compute_norms) {
-        norms[r0 + j] = rows::Load(src, dst, dim);
+        norms[j] = rows::Load(src, dst, dim);
       } else {
         rows::Convert(src, dst, dim);
       }
-      rows::Scale(dst, acc_t(1) / std::max(norms[r0 + j], acc_t(kNormEps)), dim);
+      rows::Scale(dst, acc_t(1) / std::max(norms[j], acc_t(kNormEps)), dim);
     }
   });
 }
@@ -66,25 +66,26 @@ void MarginExpTile(acc_t* tile, buf_t* out, int64_t batch, int64_t cols, int64_t
   });
 }
 
-// Buffer tile of exp(x − tile max) → g = ∂loss/∂x = coef·(p − onehot), p = e·exp(tile max − M)/S;
-// zero where marked.
+// Tile of exp(x − tile max) → g = ∂loss/∂x = coef·(p − onehot), p = e·exp(tile max − M)/S;
+// zero where marked. g may be the tile itself (float32 recompute).
 template <typename acc_t, typename buf_t>
 void GradTile(const buf_t* tile, acc_t* g, int64_t batch, int64_t cols, int64_t col0, const int64_t* targets,
               const acc_t* tile_max, const acc_t* row_max, const acc_t* row_sum, double coef) {
   at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t i = b0; i < b1; ++i) {
       const double scale = std::exp(static_cast<double>(tile_max[i] - row_max[i])) / row_sum[i];
-      rows::GradRow(tile + i * cols, g + i * cols, cols, static_cast<acc_t>(coef * scale));
       const int64_t t = targets[i] < 0 ? -1 : targets[i] - col0;
-      if (t >= 0 && t < cols && !std::signbit(static_cast<acc_t>(tile[i * cols + t]))) g[i * cols + t] -= static_cast<acc_t>(coef);
+      const bool target_here = t >= 0 && t < cols && !std::signbit(static_cast<acc_t>(tile[i * cols + t]));  // read before g overwrites it
+      rows::GradRow(tile + i * cols, g + i * cols, cols, static_cast<acc_t>(coef * scale));
+      if (target_here) g[i * cols + t] -= static_cast<acc_t>(coef);
     }
   });
 }
 
 }  // namespace
 
-Kernel::Kernel(int64_t embedding_size, c10::ScalarType math_dtype, int64_t tile_rows)
-    : dim_(embedding_size), math_(math_dtype), tile_rows_(tile_rows) {
+Kernel::Kernel(int64_t embedding_size, c10::ScalarType math_dtype, int64_t tile_rows, bool recompute)
+    : dim_(embedding_size), math_(math_dtype), tile_rows_(tile_rows), recompute_(recompute) {
   TORCH_CHECK(math_ == at::kFloat || math_ == at::kDouble, "Partial FC: math dtype must be float32 or float64");
   TORCH_CHECK(dim_ > 0 && tile_rows_ > 0, "Partial FC: embedding size and tile rows must be positive");
   anchor_ = at::zeros({}, at::kFloat).requires_grad_(true);
@@ -106,12 +107,16 @@ at::Tensor Kernel::Reserve(at::Tensor& buffer, int64_t numel, c10::ScalarType dt
 
 at::Tensor Kernel::Tile(int64_t t) const {
   const int64_t cols = TileCols(t);
-  return logits_buf_.narrow(0, t * tile_rows_ * batch_, batch_ * cols).view({batch_, cols});
+  if (!recompute_) return exp_buf_.narrow(0, t * tile_rows_ * batch_, batch_ * cols).view({batch_, cols});
+  return InPlace() ? Scratch(cols) : exp_buf_.narrow(0, 0, batch_ * cols).view({batch_, cols});
 }
+
+at::Tensor Kernel::TileNorms(int64_t t) const { return wnorm_.narrow(0, recompute_ ? 0 : t * tile_rows_, TileCols(t)); }
 
 at::Tensor Kernel::Scratch(int64_t cols) const { return scratch_buf_.narrow(0, 0, batch_ * cols).view({batch_, cols}); }
 
 at::Tensor Kernel::TileGrad(int64_t t) {
+  if (recompute_) ForwardTile(t, /*compute_norms=*/true);  // recompute keeps the norms of one tile
   at::Tensor g = Scratch(TileCols(t));
   const double coef = margin_.s * grad_scale_ / static_cast<double>(batch_);  // (p − onehot)/B · ∂loss, through ·s
   DispatchTypes(math_, weight_.scalar_type(), [&](auto acc_tag, auto store_tag) {
@@ -126,12 +131,25 @@ at::Tensor Kernel::TileGrad(int64_t t) {
 
 void Kernel::GatherTile(int64_t t, bool compute_norms) {
   const int64_t r0 = t * tile_rows_, cols = TileCols(t);
-  const int64_t* index = full_ ? nullptr : index_.data_ptr<int64_t>();
   DispatchTypes(math_, weight_.scalar_type(), [&](auto acc_tag, auto store_tag) {
     using acc_t = typename decltype(acc_tag)::type;
     using store_t = typename decltype(store_tag)::type;
-    GatherRows<acc_t, store_t>(static_cast<const store_t*>(weight_.data_ptr()), dim_, index, r0, cols,
-                               wtile_.data_ptr<acc_t>(), wnorm_.data_ptr<acc_t>(), compute_norms);
+    GatherRows<acc_t, store_t>(static_cast<const store_t*>(weight_.data_ptr()), dim_, Index(), r0, cols,
+                               wtile_.data_ptr<acc_t>(), TileNorms(t).data_ptr<acc_t>(), compute_norms);
+  });
+}
+
+void Kernel::ForwardTile(int64_t t, bool compute_norms) {
+  const int64_t cols = TileCols(t);
+  GatherTile(t, compute_norms);
+  const at::Tensor out = Tile(t), logits = InPlace() ? out : Scratch(cols);
+  Matmul(logits, xhat_, wtile_.narrow(0, 0, cols).t(), /*accumulate=*/false);
+  DispatchTypes(math_, weight_.scalar_type(), [&](auto acc_tag, auto store_tag) {
+    using acc_t = typename decltype(acc_tag)::type;
+    using store_t = typename decltype(store_tag)::type;
+    MarginExpTile<acc_t, store_t>(logits.data_ptr<acc_t>(), static_cast<store_t*>(out.data_ptr()), batch_, cols,
+                                  t * tile_rows_, targets_.data_ptr<int64_t>(), margin_, tile_max_[t].data_ptr<acc_t>(),
+                                  tile_sum_[t].data_ptr<acc_t>(), target_logit_.data_ptr<acc_t>());
   });
 }
 
@@ -155,27 +173,18 @@ at::Tensor Kernel::Logits(const at::Tensor& embeddings, const at::Tensor& weight
 
   const int64_t tiles = NumTiles();
   const int64_t rows = std::min(tile_rows_, num_sampled_);
-  Reserve(logits_buf_, batch_ * num_sampled_, weight.scalar_type());  // exp values, stored like the shard
+  if (recompute_ && InPlace()) {
+    exp_buf_ = at::Tensor();  // the exp values overwrite the logits in Scratch
+  } else {
+    Reserve(exp_buf_, batch_ * (recompute_ ? rows : num_sampled_), weight.scalar_type());
+  }
   Reserve(scratch_buf_, batch_ * rows, math_);
   wtile_ = Reserve(wtile_buf_, rows * dim_, math_).view({rows, dim_});
-  wnorm_ = Reserve(wnorm_buf_, num_sampled_, math_);
+  wnorm_ = Reserve(wnorm_buf_, recompute_ ? rows : num_sampled_, math_);
   tile_max_ = at::empty({tiles, batch_}, math_);
   tile_sum_ = at::empty({tiles, batch_}, math_);
   target_logit_ = at::zeros({batch_}, math_);
-  const bool in_place = weight.scalar_type() == math_;  // else logits go through the scratch tile
-  DispatchTypes(math_, weight.scalar_type(), [&](auto acc_tag, auto store_tag) {
-    using acc_t = typename decltype(acc_tag)::type;
-    using store_t = typename decltype(store_tag)::type;
-    for (int64_t t = 0; t < tiles; ++t) {
-      const int64_t cols = TileCols(t);
-      GatherTile(t, /*compute_norms=*/true);
-      const at::Tensor out = Tile(t), logits = in_place ? out : Scratch(cols);
-      Matmul(logits, xhat_, wtile_.narrow(0, 0, cols).t(), /*accumulate=*/false);
-      MarginExpTile<acc_t, store_t>(logits.data_ptr<acc_t>(), static_cast<store_t*>(out.data_ptr()), batch_, cols,
-                                    t * tile_rows_, targets_.data_ptr<int64_t>(), margin_, tile_max_[t].data_ptr<acc_t>(),
-                                    tile_sum_[t].data_ptr<acc_t>(), target_logit_.data_ptr<acc_t>());
-    }
-  });
+  for (int64_t t = 0; t < tiles; ++t) ForwardTile(t, /*compute_norms=*/true);
   phase_ = Phase::kLogits;
   if (tiles == 0) return at::full({batch_}, -std::numeric_limits<double>::infinity(), math_);
   return std::get<0>(tile_max_.max(0));
@@ -234,24 +243,33 @@ at::Tensor Kernel::Backward(const at::Tensor& grad_loss) {
   at::Tensor grad_xhat = at::zeros({batch_, dim_}, math_);
   for (int64_t t = 0; t < NumTiles(); ++t) {
     const at::Tensor g = TileGrad(t);
-    GatherTile(t, /*compute_norms=*/false);
+    if (!recompute_) GatherTile(t, /*compute_norms=*/false);  // recompute gathered them for G
     Matmul(grad_xhat, g, wtile_.narrow(0, 0, TileCols(t)), /*accumulate=*/true);
   }
   phase_ = Phase::kBackward;
-  // F.normalize's backward: (g − x̂ (x̂·g)) / ‖x‖ where ‖x‖ ≥ eps, g / eps below
+  // F.normalize's backward: (g − x̂ (x̂·g)) / ‖x‖ where ‖x‖ ≥ eps, g / eps below; in place, so
+  // no [B, D] temporaries stay in the allocator's cache
   const at::Tensor n = xnorm_.unsqueeze(1);
-  const at::Tensor dot = (xhat_ * grad_xhat).sum(1, /*keepdim=*/true);
-  return at::where(n >= kNormEps, (grad_xhat - xhat_ * dot) / n, grad_xhat / kNormEps);
+  const at::Tensor dot = (xhat_ * grad_xhat).sum(1, /*keepdim=*/true).masked_fill_(n < kNormEps, 0);
+  return grad_xhat.addcmul_(xhat_, dot, -1).div_(n.clamp_min(kNormEps));
 }
 
 at::Tensor Kernel::SampledIndex() const {
   TORCH_CHECK(phase_ != Phase::kIdle || generation_ > 0, "Partial FC: nothing sampled yet");
-  return full_ ? at::arange(num_sampled_, at::kLong) : index_.clone();
+  return full_ ? at::arange(num_sampled_, at::kLong) : index_.to(at::kLong);
 }
 
 at::Tensor Kernel::Targets() const {
   TORCH_CHECK(targets_.defined(), "Partial FC: nothing sampled yet");
   return targets_.clone();
+}
+
+int64_t Kernel::BufferBytes() const {
+  int64_t bytes = 0;
+  for (const at::Tensor* b : {&index_buf_, &exp_buf_, &scratch_buf_, &wtile_buf_, &wnorm_buf_, &acc_grad_}) {
+    if (b->defined()) bytes += b->nbytes();
+  }
+  return bytes;
 }
 
 }  // namespace arcface::pfc

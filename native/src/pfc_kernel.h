@@ -4,20 +4,27 @@
 //
 // A Kernel belongs to one PartialFC head. It holds what a step carries from phase to phase and the
 // buffers reused from step to step; nothing class-centre-sized is allocated per step. The sampled
-// rows are processed in tiles of `tile_rows`; the one B × S buffer holds exp(logit − tile max) in
-// the shard's storage dtype, tile-major (tile t is a contiguous [B, cols_t] block), so a float32
-// tile is the GEMM's output in place and stays in cache for the pass that follows (16-bit storage
-// goes through a float32 scratch tile and halves the buffer). A step:
+// rows are processed in tiles of `tile_rows`. Forward computes each tile's exp(logit − tile max)
+// (ForwardTile); backward and step need those values again, tile by tile. Two ways to have them:
+//
+//   keep       one B × S buffer holds them in the shard's storage dtype, tile-major (tile t is a
+//              contiguous [B, cols_t] block), so a float32 tile is the GEMM's output in place
+//              (16-bit storage goes through a float32 scratch tile and halves the buffer).
+//   recompute  only the sample and per-row statistics are kept ([tiles, B] tile max and sum, [B]
+//              target logit); backward and step run ForwardTile again on a B × tile_rows tile: the
+//              same code on the same inputs, so bit-identical values, for two more GEMMs per tile.
+//
+// A step:
 //
 //   Sample    positives of the batch that fall in this shard + uniform negatives (pfc_sampler.cc)
 //   Logits    per tile: gather and normalise the rows (math dtype), GEMM x̂·ŵᵀ, clamp,
-//             inter-class filter, margin, scale; keep exp(x − tile max) and Σ per row
+//             inter-class filter, margin, scale; exp(x − tile max) and Σ per row
 //             → local row max                                          (pfc_kernel.cc)
 //   ~~~ seam 1: all-reduce MAX of the row max over ranks (identity with one rank) ~~~
 //   ExpSums   tile sums rescaled to the global max: [Σ exp(x − M), exp(x_target − M)] per row
 //   ~~~ seam 2: all-reduce SUM of both columns ~~~
 //   Loss      −mean log max(p_target, 1e-30), as DistCrossEntropy
-//   Backward  per tile: G = ∂loss/∂logits from the buffer into the scratch tile; rows gathered
+//   Backward  per tile: G = ∂loss/∂logits from the exp values into the scratch tile; rows gathered
 //             again; one GEMM accumulates ∂loss/∂x̂ → ∂loss/∂embeddings
 //   Step      per tile: G again (elementwise), one GEMM gives ∂loss/∂ŵ; each sampled row and its
 //             optimizer state are read, updated and written once (pfc_optim.cc)
@@ -53,7 +60,8 @@ struct AdamwOptions {
 class Kernel : public torch::CustomClassHolder {
  public:
   // math_dtype: kFloat (any storage), or kDouble (float64 storage; a reference precision).
-  Kernel(int64_t embedding_size, c10::ScalarType math_dtype, int64_t tile_rows);
+  // recompute: keep no B × S buffer (see above).
+  Kernel(int64_t embedding_size, c10::ScalarType math_dtype, int64_t tile_rows, bool recompute);
 
   // labels: global labels (int64 [B], validated). Keeps every positive in
   // [class_start, class_start + num_local) and uniform negatives, num_sample in all (all rows when
@@ -81,6 +89,7 @@ class Kernel : public torch::CustomClassHolder {
 
   at::Tensor SampledIndex() const;  // rows of the shard in the sample (int64 [S], sorted)
   at::Tensor Targets() const;       // column of each row's centre in the sample, −1 if not here
+  int64_t BufferBytes() const;      // what the buffers kept from step to step hold
   int64_t generation() const { return generation_; }
   const at::Tensor& anchor() const { return anchor_; }
   c10::ScalarType math_dtype() const { return math_; }
@@ -90,14 +99,23 @@ class Kernel : public torch::CustomClassHolder {
   void Expect(Phase phase, const char* call) const;
   int64_t NumTiles() const { return (num_sampled_ + tile_rows_ - 1) / tile_rows_; }
   int64_t TileCols(int64_t t) const { return std::min(tile_rows_, num_sampled_ - t * tile_rows_); }
-  at::Tensor Tile(int64_t t) const;               // [B, cols] block of the logits buffer
+  bool InPlace() const { return weight_.scalar_type() == math_; }  // exp values overwrite the logits
+  const int32_t* Index() const { return full_ ? nullptr : index_.data_ptr<int32_t>(); }  // null: row = position
+  at::Tensor TileNorms(int64_t t) const;          // [cols] norms of tile t's rows
+  at::Tensor Tile(int64_t t) const;               // [B, cols] exp values of tile t, storage dtype
   at::Tensor Scratch(int64_t cols) const;         // [B, cols] math-type tile: logits before exp, G
-  // ∂loss/∂logits of tile t (from the buffer's exp values, with the backward's ∂loss) in Scratch.
-  at::Tensor TileGrad(int64_t t);
   // Gathers tile t's rows of the shard into wtile_, normalised; computes their norms first if asked.
   void GatherTile(int64_t t, bool compute_norms);
-  // ∂loss/∂(normalised rows) of tile t: Gᵀ·x̂ into the first cols rows of gtile_.
+  // Tile t's logits → exp values in Tile(t), tile max and sum, target logits: the forward's math,
+  // which recompute runs again (the same code on the same rows: it rewrites the same values).
+  void ForwardTile(int64_t t, bool compute_norms);
+  // ∂loss/∂logits of tile t (from its exp values, with the backward's ∂loss) in Scratch. With
+  // recompute it runs ForwardTile first, so wtile_ then holds the tile's rows.
+  at::Tensor TileGrad(int64_t t);
+  // ∂loss/∂(normalised rows) of tile t: Gᵀ·x̂ into the first cols rows of wtile_ (its rows are
+  // not needed once G is known).
   at::Tensor TileGradHat(int64_t t);
+  void ExpectGradient(const char* what) const;   // a backward left a gradient to apply
   // Runs update(position in the sample, row of the shard, w_row, grad_row) over the sampled rows,
   // grad_row being ∂loss/∂w_row (threads share the work: rows are distinct).
   template <typename Update>
@@ -113,6 +131,7 @@ class Kernel : public torch::CustomClassHolder {
   const int64_t dim_;
   const c10::ScalarType math_;
   const int64_t tile_rows_;
+  const bool recompute_;
   at::Tensor anchor_;  // a leaf that requires grad, so the loss has a backward even for frozen embeddings
 
   Phase phase_ = Phase::kIdle;
@@ -121,14 +140,15 @@ class Kernel : public torch::CustomClassHolder {
   int64_t batch_ = 0, num_local_ = 0, num_sampled_ = 0;
   bool full_ = true;           // every row of the shard is in the sample (index_ unused)
   at::Tensor weight_;          // the shard of the current step (shares storage with the JS tensor)
-  at::Tensor index_buf_, index_, targets_;  // index_: a view of index_buf_
+  at::Tensor index_buf_, index_, targets_;  // index_: int32 rows of the sample, a view of index_buf_
   std::vector<int64_t> positives_;
   at::Tensor xhat_, xnorm_;    // normalised embeddings [B, D], their norms [B]
-  at::Tensor logits_buf_;      // B × S exp values, tile-major, in the storage dtype
+  at::Tensor exp_buf_;         // exp values in the storage dtype: keep: B × S, tile-major;
+                               // recompute: B × tile_rows (none for float32: Scratch holds them)
   at::Tensor scratch_buf_;     // B × tile_rows, math dtype
-  at::Tensor wtile_buf_, wtile_;  // normalised rows of a tile [cols, D]
-  at::Tensor gtile_buf_;          // their gradients
-  at::Tensor wnorm_buf_, wnorm_;    // norms of the sampled rows [S] (wnorm_: a view)
+  at::Tensor wtile_buf_, wtile_;  // normalised rows of a tile [cols, D], then their gradients
+  at::Tensor wnorm_buf_, wnorm_;    // norms of the sampled rows: keep [S]; recompute [tile_rows], of
+                                    // the last tile gathered (wnorm_: a view)
   at::Tensor tile_max_, tile_sum_;  // [tiles, B]: row max of each tile, Σ exp(x − tile max)
   at::Tensor target_logit_;    // [B] final target logit where the target is in this shard
   at::Tensor row_max_, row_sum_;    // [B] global, after the reductions

@@ -16,33 +16,37 @@
 namespace arcface::pfc {
 
 at::Tensor Kernel::TileGradHat(int64_t t) {
-  const int64_t cols = TileCols(t);
-  at::Tensor g = Reserve(gtile_buf_, cols * dim_, math_).view({cols, dim_});
-  Matmul(g, TileGrad(t).t(), xhat_, /*accumulate=*/false);
+  const at::Tensor grad = TileGrad(t);
+  at::Tensor g = wtile_.narrow(0, 0, TileCols(t));
+  Matmul(g, grad.t(), xhat_, /*accumulate=*/false);
   return g;
+}
+
+void Kernel::ExpectGradient(const char* what) const {
+  TORCH_CHECK(phase_ == Phase::kBackward, "PartialFC.", what, ": no gradient to apply; call loss.backward() after forward()",
+              phase_ == Phase::kIdle ? " (each step needs a new forward and backward)" : "");
 }
 
 template <typename Update>
 void Kernel::ForEachSampledRow(const char* what, Update&& update) {
-  TORCH_CHECK(phase_ == Phase::kBackward, "PartialFC.", what, ": no gradient to apply; call loss.backward() after forward()",
-              phase_ == Phase::kIdle ? " (each step needs a new forward and backward)" : "");
+  ExpectGradient(what);
   KernelGuard guard;
-  const int64_t* index = full_ ? nullptr : index_.data_ptr<int64_t>();
+  const int32_t* index = Index();
   DispatchTypes(math_, weight_.scalar_type(), [&](auto acc_tag, auto store_tag) {
     using acc_t = typename decltype(acc_tag)::type;
     using store_t = typename decltype(store_tag)::type;
     store_t* w = static_cast<store_t*>(weight_.data_ptr());
-    const acc_t* norms = wnorm_.data_ptr<acc_t>();
     const acc_t eps = static_cast<acc_t>(kNormEps);
     for (int64_t t = 0; t < NumTiles(); ++t) {
       const int64_t r0 = t * tile_rows_;
       acc_t* g = TileGradHat(t).data_ptr<acc_t>();
+      const acc_t* norms = TileNorms(t).data_ptr<acc_t>();  // after TileGradHat: recompute refreshes them
       at::parallel_for(0, TileCols(t), 16, [&](int64_t j0, int64_t j1) {
         for (int64_t j = j0; j < j1; ++j) {
           const int64_t row = index ? index[r0 + j] : r0 + j;
           store_t* wr = w + row * dim_;
           acc_t* gr = g + j * dim_;
-          const acc_t n = norms[r0 + j];
+          const acc_t n = norms[j];
           if (n >= eps) {
             rows::NormalizeBackward(wr, gr, dim_, n);
           } else {  // clamp_min(eps) passes no gradient to the norm
@@ -80,25 +84,35 @@ void Kernel::ForEachUpdateRow(const char* what, Update&& update) {
 }
 
 void Kernel::Accumulate() {
-  const at::Tensor g = RowGrads();  // checks that a backward left a gradient
-  const int64_t s = g.size(0);
+  ExpectGradient("accumulateGrad()");
+  // Slots first, serially; then each row's gradient goes straight into its slot (distinct rows:
+  // distinct slots, so threads share the work), with no [S, D] copy of the gradients.
   const int64_t have = accumulated_rows();
-  if (!acc_grad_.defined() || acc_grad_.size(0) < have + s || acc_grad_.scalar_type() != math_) {
-    at::Tensor grown = at::empty({std::max<int64_t>(have + s, 2 * have), dim_}, math_);
+  const int32_t* index = Index();
+  std::vector<int64_t> slots(num_sampled_);
+  std::vector<uint8_t> fresh(num_sampled_);
+  for (int64_t pos = 0; pos < num_sampled_; ++pos) {
+    const int64_t row = index ? index[pos] : pos;
+    const auto [slot, inserted] = acc_slot_.try_emplace(row, accumulated_rows());
+    if (inserted) acc_rows_.push_back(row);
+    slots[pos] = slot->second;
+    fresh[pos] = inserted;
+  }
+  const int64_t need = accumulated_rows();
+  if (!acc_grad_.defined() || acc_grad_.size(0) < need || acc_grad_.scalar_type() != math_) {
+    at::Tensor grown = at::empty({std::max<int64_t>(need, 2 * have), dim_}, math_);
     if (have > 0) grown.narrow(0, 0, have).copy_(acc_grad_.narrow(0, 0, have));
     acc_grad_ = grown;
   }
-  const int64_t* index = full_ ? nullptr : index_.data_ptr<int64_t>();
-  for (int64_t pos = 0; pos < s; ++pos) {
-    const int64_t row = index ? index[pos] : pos;
-    const auto [slot, inserted] = acc_slot_.try_emplace(row, accumulated_rows());
-    if (inserted) {
-      acc_rows_.push_back(row);
-      acc_grad_[slot->second].copy_(g[pos]);
+  ForEachSampledRow("accumulateGrad()", [&](int64_t pos, int64_t /*row*/, auto* /*w*/, const auto* grad) {
+    using acc_t = std::remove_cv_t<std::remove_pointer_t<decltype(grad)>>;
+    acc_t* sum = acc_grad_.data_ptr<acc_t>() + slots[pos] * dim_;
+    if (fresh[pos]) {
+      std::copy(grad, grad + dim_, sum);
     } else {
-      acc_grad_[slot->second].add_(g[pos]);
+      for (int64_t k = 0; k < dim_; ++k) sum[k] += grad[k];
     }
-  }
+  });
   phase_ = Phase::kIdle;
 }
 

@@ -204,7 +204,7 @@ PFC_CLONES double ExpRow(const acc_t* x, const uint8_t* __restrict zero, buf_t* 
 }
 
 template <typename acc_t, typename buf_t>
-PFC_CLONES void GradRow(const buf_t* __restrict e, acc_t* __restrict g, int64_t n, acc_t factor) {
+PFC_CLONES void GradRow(const buf_t* e, acc_t* g, int64_t n, acc_t factor) {
   using V = typename Simd<acc_t>::V;
   using I = typename Simd<acc_t>::I;
   constexpr int L = Simd<acc_t>::kLanes;

@@ -31,6 +31,7 @@ template <typename acc_t, typename buf_t>
 double ExpRow(const acc_t* x, const uint8_t* zero, buf_t* out, int64_t n, acc_t max);
 
 // Marked exp values → ∂loss/∂logit without the one-hot: g = e·factor, 0 where the sign bit is set.
+// g may be e itself (float32).
 template <typename acc_t, typename buf_t>
 void GradRow(const buf_t* e, acc_t* g, int64_t n, acc_t factor);
 

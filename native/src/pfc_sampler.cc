@@ -13,6 +13,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <limits>
 #include <mutex>
 
 namespace arcface::pfc {
@@ -27,7 +28,7 @@ uint64_t SeedFromTorch() {
 
 // Rows 0..num_local−1 in order: positives always, each other row with probability
 // (negatives still needed) / (negatives still to visit) — a uniform subset of the negatives.
-int64_t SelectRows(const std::vector<int64_t>& positives, int64_t num_local, int64_t num_sample, int64_t* out) {
+int64_t SelectRows(const std::vector<int64_t>& positives, int64_t num_local, int64_t num_sample, int32_t* out) {
   Rng rng(SeedFromTorch());
   int64_t need = num_sample - static_cast<int64_t>(positives.size());
   int64_t pool = num_local - static_cast<int64_t>(positives.size());
@@ -35,17 +36,17 @@ int64_t SelectRows(const std::vector<int64_t>& positives, int64_t num_local, int
   int64_t n = 0;
   for (int64_t row = 0; row < num_local; ++row) {
     if (p < positives.size() && positives[p] == row) {
-      out[n++] = row;
+      out[n++] = static_cast<int32_t>(row);
       ++p;
       continue;
     }
     if (need > 0 && static_cast<double>(pool) * rng.Uniform() < static_cast<double>(need)) {
-      out[n++] = row;
+      out[n++] = static_cast<int32_t>(row);
       --need;
     }
     --pool;
     if (need == 0) {  // only positives left to take
-      for (; p < positives.size(); ++p) out[n++] = positives[p];
+      for (; p < positives.size(); ++p) out[n++] = static_cast<int32_t>(positives[p]);
       break;
     }
   }
@@ -58,6 +59,8 @@ int64_t Kernel::Sample(const at::Tensor& labels, int64_t class_start, int64_t nu
   KernelGuard guard;
   TORCH_CHECK(labels.dim() == 1 && labels.scalar_type() == at::kLong, "Partial FC: labels must be int64 [B]");
   TORCH_CHECK(num_local > 0 && num_sample >= 0, "Partial FC: bad shard size");
+  TORCH_CHECK(num_local <= std::numeric_limits<int32_t>::max(), "Partial FC: shards of more than 2^31 − 1 rows "
+              "are not supported (the sample's rows are int32), got ", num_local);
   const at::Tensor lab = labels.contiguous();
   const int64_t* l = lab.data_ptr<int64_t>();
   batch_ = lab.numel();
@@ -78,19 +81,19 @@ int64_t Kernel::Sample(const at::Tensor& labels, int64_t class_start, int64_t nu
     num_sampled_ = num_local;
   } else if (num_sample < num_positive) {  // positives do not fit: take just them, as arcface_torch
     num_sampled_ = num_positive;
-    index_ = Reserve(index_buf_, num_sampled_, at::kLong);
-    std::copy(positives_.begin(), positives_.end(), index_.data_ptr<int64_t>());
+    index_ = Reserve(index_buf_, num_sampled_, at::kInt);
+    std::copy(positives_.begin(), positives_.end(), index_.data_ptr<int32_t>());
   } else {
     num_sampled_ = num_sample;
-    index_ = Reserve(index_buf_, num_sampled_, at::kLong);
-    const int64_t n = SelectRows(positives_, num_local, num_sample, index_.data_ptr<int64_t>());
+    index_ = Reserve(index_buf_, num_sampled_, at::kInt);  // int32: half the bytes per sampled row
+    const int64_t n = SelectRows(positives_, num_local, num_sample, index_.data_ptr<int32_t>());
     TORCH_INTERNAL_ASSERT(n == num_sample, "Partial FC: sampled ", n, " rows instead of ", num_sample);
   }
 
   // labels[index_positive] = searchsorted(index, labels[index_positive]); −1 elsewhere
   targets_ = at::empty({batch_}, at::kLong);
   int64_t* target = targets_.data_ptr<int64_t>();
-  const int64_t* index = full_ ? nullptr : index_.data_ptr<int64_t>();
+  const int32_t* index = Index();
   for (int64_t i = 0; i < batch_; ++i) {
     const int64_t row = l[i] - class_start;
     if (row < 0 || row >= num_local) {

@@ -13,10 +13,12 @@
  * dense tensor. The kernel (native/src/pfc_kernel.h) keeps the sampled softmax of the last
  * forward; backward() turns it into ∂loss/∂embeddings, and step() into the sampled centres'
  * gradient, tile by tile, updating only those rows and their optimizer state
- * (./sparse-optimizer.ts). So each forward needs its backward, then step() — or accumulateGrad()
- * to sum the sampled rows' gradients over micro-batches (a sparse accumulator: memory grows with
- * the distinct rows sampled) until step() applies the sum. With 16-bit storage that softmax buffer is
- * 16-bit too (the loss is computed before rounding; the gradient sees p to 8 or 11 bits).
+ * (./sparse-optimizer.ts). With `logits: 'recompute'` it keeps only per-row statistics instead of
+ * that B × S buffer and recomputes each tile (bit-identical results, two more GEMMs per tile).
+ * So each forward needs its backward, then step() — or accumulateGrad() to sum the sampled rows'
+ * gradients over micro-batches (a sparse accumulator: memory grows with the distinct rows
+ * sampled) until step() applies the sum. With 16-bit storage the softmax values are 16-bit too
+ * (the loss is computed before rounding; the gradient sees p to 8 or 11 bits).
  *
  * Multi-process: forward() calls the ShardGroup between the kernel's phases (./shard-group.ts):
  * all-gather of embeddings and labels, all-reduce MAX of the row max, all-reduce SUM of the
@@ -49,14 +51,26 @@ export interface PartialFCOptions {
   group?: ShardGroup;
   /** sampled centres per GEMM tile (default 4096): per-step buffers are tileRows × embeddingSize */
   tileRows?: number;
+  /**
+   * 'keep' (default): forward keeps exp(logits) of the batch × sampled centres (B·S values in the
+   * storage dtype: B·r·4 bytes per class in float32) for backward and step; 'recompute': keeps
+   * [B] statistics and recomputes each tile's logits in backward and in step — the same results
+   * bit for bit, without that buffer, for more compute per step.
+   */
+  logits?: LogitsMode;
 }
+
+export type LogitsMode = 'keep' | 'recompute';
 
 export interface LoadStateDictOptions {
   strict?: boolean;
 }
 
 const STORAGES: readonly CentreStorage[] = ['float32', 'bfloat16', 'float16', 'float64'];
-const INIT_ROWS = 8192;  // the shard is initialised in slices: no float32 copy of a 16-bit shard
+const LOGITS_MODES: readonly LogitsMode[] = ['keep', 'recompute'];
+// A shard stored in another dtype is initialised in float32 slices, not through a float32 copy;
+// the slice stays in the allocator's cache afterwards, so it is kept small (2 MiB at D = 512).
+const INIT_ROWS = 1024;
 
 export class PartialFC {
   readonly marginLoss: CombinedMarginLoss;
@@ -64,6 +78,8 @@ export class PartialFC {
   readonly numClasses: number;
   readonly sampleRate: number;
   readonly storage: CentreStorage;
+  readonly logits: LogitsMode;
+  readonly tileRows: number;
   readonly rank: number;
   readonly worldSize: number;
   /** centres on this rank, and the global id of the first */
@@ -78,11 +94,12 @@ export class PartialFC {
   private readonly kernel: PartialFcKernelHandle;
 
   constructor(o: PartialFCOptions) {
-    const { embeddingSize, numClasses, sampleRate = 1, storage = 'float32' } = o;
+    const { embeddingSize, numClasses, sampleRate = 1, storage = 'float32', logits = 'keep' } = o;
     positiveInteger('embeddingSize', embeddingSize);
     positiveInteger('numClasses', numClasses);
     if (!(sampleRate >= 0 && sampleRate <= 1)) throw new RangeError(`PartialFC: sampleRate must be in [0, 1], got ${sampleRate}`);
     if (!STORAGES.includes(storage)) throw new RangeError(`PartialFC: storage must be one of ${STORAGES.join(', ')}, got '${storage}'`);
+    if (!LOGITS_MODES.includes(logits)) throw new RangeError(`PartialFC: logits must be one of ${LOGITS_MODES.join(', ')}, got '${logits}'`);
     this.group = o.group ?? ((o.worldSize ?? 1) === 1 ? singleProcess : undefined);
     this.rank = o.group?.rank ?? o.rank ?? 0;
     this.worldSize = o.group?.worldSize ?? o.worldSize ?? 1;
@@ -100,11 +117,12 @@ export class PartialFC {
     this.numClasses = numClasses;
     this.sampleRate = sampleRate;
     this.storage = storage;
+    this.logits = logits;
     this.numLocal = numLocal;
     this.classStart = classStart;
     this.numSample = Math.floor(sampleRate * numLocal);  // Python's int(sample_rate * num_local)
-    const tileRows = o.tileRows ?? 4096;
-    positiveInteger('tileRows', tileRows);
+    this.tileRows = o.tileRows ?? 4096;
+    positiveInteger('tileRows', this.tileRows);
     this.weight = initWeight(numLocal, embeddingSize, storage);
     try {
       this.optimizer = createSparseOptimizer(o.optimizer, [numLocal, embeddingSize], storage);
@@ -112,7 +130,7 @@ export class PartialFC {
       this.weight.dispose();  // a bad optimizer option must not leave the shard behind
       throw error;
     }
-    this.kernel = new native.PartialFcKernel({ embeddingSize, dtype: storage === 'float64' ? 'float64' : 'float32', tileRows });
+    this.kernel = new native.PartialFcKernel({ embeddingSize, dtype: storage === 'float64' ? 'float64' : 'float32', tileRows: this.tileRows, logits });
   }
 
   /**
@@ -182,6 +200,11 @@ export class PartialFC {
   /** ∂loss/∂(sampled rows) [S, embeddingSize] of the last backward, in sampledIndex() order: what step() applies. */
   sampledGrad(): Tensor {
     return this.kernel.rowGrads();
+  }
+
+  /** Bytes of the kernel's buffers kept from step to step (beyond the shard and its optimizer state). */
+  bufferBytes(): number {
+    return this.kernel.bufferBytes();
   }
 
   /** `weight` and the optimizer state (`optimizer.momentum_buffer`, …), as detached views. */
@@ -265,11 +288,14 @@ function positiveInteger(name: string, v: number): void {
 function initWeight(rows: number, dim: number, dtype: CentreStorage): Tensor {
   const weight = hugePageTensor([rows, dim], dtype);
   torch.noGrad(() => {
+    if (dtype === 'float32') {
+      weight.normal_(0, 0.01);
+      return;
+    }
     for (let r = 0; r < rows; r += INIT_ROWS) {
       torch.tidy(() => {
         const slice = weight.narrow(0, r, Math.min(INIT_ROWS, rows - r));
-        if (dtype === 'float32') slice.normal_(0, 0.01);
-        else slice.copy_(torch.empty(slice.shape).normal_(0, 0.01));
+        slice.copy_(torch.empty(slice.shape).normal_(0, 0.01));
       });
     }
   });

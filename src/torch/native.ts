@@ -153,6 +153,8 @@ export interface PartialFcKernelOptions {
   dtype: 'float32' | 'float64';
   /** sampled rows per tile: one GEMM each, buffers of tileRows × embeddingSize */
   tileRows: number;
+  /** 'keep' (default): the B × S softmax buffer from forward to step; 'recompute': per-tile again */
+  logits?: 'keep' | 'recompute';
 }
 
 /** CombinedMarginLoss's parameters; filter is the inter-class filtering threshold (0: off). */
@@ -192,6 +194,8 @@ export interface PartialFcKernelHandle {
   sampledIndex(): any;
   /** each label's column in the sample, −1 where its centre is not in this shard */
   targets(): any;
+  /** bytes of the buffers kept from step to step (softmax, tiles, sample index, accumulator) */
+  bufferBytes(): number;
   dispose(): void;
 }
 
