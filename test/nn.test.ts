@@ -1,9 +1,8 @@
-import { describe, test } from 'node:test';
+import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import * as torch from '../src/torch/index.js';
 import * as nn from '../src/nn/index.js';
-import { fixturePath } from './helpers.js';
+import { torchReference, torchReferenceSkip } from './torch-reference.js';
 
 type Tensor = torch.Tensor;
 
@@ -42,8 +41,9 @@ const unbiasedVar = (xs: number[]) => {
   return xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1);
 };
 
-// ---------------------------------------------------------------- PyTorch fixture: conv → BN2d → PReLU → linear → BN1d
-// Built like test/fixtures/make_nn_fixture.py's Net, so its names are PyTorch's.
+// ---------------------------------------------------------------- PyTorch: conv → BN2d → PReLU → linear → BN1d
+// Built like test/reference/torch_reference.py's NnChain, so its names are PyTorch's; every number
+// compared comes from PyTorch run live on this machine (torch_reference.py nn_chain).
 class Net extends nn.Module {
   readonly features = this.registerModule(
     'features',
@@ -58,9 +58,28 @@ class Net extends nn.Module {
   }
 }
 
-describe('nn chain against PyTorch (test/fixtures/nn_chain.json)', () => {
-  const fx = JSON.parse(readFileSync(fixturePath('nn_chain.json'), 'utf8'));
-  const initState = new Map(Object.entries(fx.init_state as Record<string, Dump>));
+interface NnChainReference {
+  state_dict_keys: string[];
+  parameter_names: string[];
+  buffer_names: string[];
+  init_state: Record<string, Dump>;
+  input: Dump;
+  loss_weight: Dump;
+  train_output: Dump;
+  loss: number;
+  grads: Record<string, Dump>;
+  input_grad: Dump;
+  state_after_train: Record<string, Dump>;
+  eval_output: Dump;
+}
+
+describe('nn chain against PyTorch, live (torch_reference.py nn_chain)', { skip: torchReferenceSkip }, () => {
+  let fx: NnChainReference;
+  let initState: Map<string, Dump>;
+  before(() => {
+    fx = torchReference<NnChainReference>('nn_chain');
+    initState = new Map(Object.entries(fx.init_state));
+  });
 
   test('state dict keys, parameter and buffer names are PyTorch’s, in its order', () => {
     using net = new Net();
@@ -78,8 +97,9 @@ describe('nn chain against PyTorch (test/fixtures/nn_chain.json)', () => {
     }
   });
 
-  // float32 throughout; tolerance 1e-5 absolute + 1e-5 relative per element. On one thread, as the
-  // fixture was made: libtorch's float32 reductions change order with the thread count (about 2e-6
+  // float32 throughout; tolerance 1e-5 absolute + 1e-5 relative per element (on the same machine
+  // the two agree bit for bit; the margin is for libtorch builds that pick other kernels). On one
+  // thread, as the reference runs: libtorch's float32 reductions change order with the thread count (about 2e-6
   // of a tensor's largest value with 4 threads), and fc.bias's gradient, exactly 0 in theory since
   // BatchNorm1d follows, is rounding noise of ~1e-5 whose value depends on that order.
   test('train forward, loss, every gradient, running stats and eval forward match', (t) => {
@@ -106,7 +126,7 @@ describe('nn chain against PyTorch (test/fixtures/nn_chain.json)', () => {
     });
 
     const after = stateValues(net);
-    for (const [key, want] of Object.entries(fx.state_after_train as Record<string, Dump>)) {
+    for (const [key, want] of Object.entries(fx.state_after_train)) {
       assertClose(after.get(key)!, want.data, `${key} after one training step`);
     }
     assert.deepEqual(after.get('bn.num_batches_tracked'), [1]);
