@@ -1,8 +1,9 @@
 /**
  * The commands `arcface eval verification`, `eval roc`, `embed` and `export onnx` on generated
  * data and a random MobileFaceNet saved by torch.save: output structure, agreement with the library
- * (verifyBackbone, a direct embedding), the ONNX path giving libtorch's accuracy, and errors that
- * name the file or key.
+ * (verifyBackbone, a direct embedding), the ONNX path giving libtorch's accuracy, `eval roc` against
+ * a ROC worked out by hand, PyTorch and numpy reading what we write (visible skips without them),
+ * and errors that name the file or key.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +22,7 @@ import { fixturePath, pythonHasTorch } from './helpers.js';
 import { arcface } from './cli-in-process.js';
 
 const evalCli = (...args: string[]) => arcface(evalCommand, 'eval', args);
+const pythonHasNumpy = spawnSync('/usr/bin/python3', ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'eval-cli-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -71,21 +73,6 @@ test('eval verification prints insightface\'s lines; errors name the file, the k
   assert.equal(run.status, 0, run.stderr);
   assert.match(run.stdout, /^\[heldout\]XNorm: \d+\.\d{6}\n\[heldout\]Accuracy: [01]\.\d{5}\+-0\.\d{5}\n\[heldout\]Accuracy-Flip: [01]\.\d{5}\+-0\.\d{5}\n$/);
 
-  if (pythonHasTorch) {
-    // the same weights as PyTorch writes a state_dict (an OrderedDict) load the same
-    const pythonFile = path.join(dir, 'python.pt');
-    const py = spawnSync('/usr/bin/python3', ['-c', 'import sys, collections, torch; torch.save(collections.OrderedDict(torch.load(sys.argv[1])), sys.argv[2])', modelFile, pythonFile], { encoding: 'utf8' });
-    assert.equal(py.status, 0, py.stderr);
-    const [ours, theirs] = [loadBackbone(modelFile, 'mbf'), loadBackbone(pythonFile, 'mbf')];
-    torch.tidy(() => {
-      const [a, b] = [ours.stateDict(), theirs.stateDict()];
-      assert.deepEqual([...a.keys()], [...b.keys()]);
-      for (const [key, t] of a) assert.ok(t.eq(b.get(key)!).all().item(), key);
-    });
-    ours.dispose();
-    theirs.dispose();
-  }
-
   const wrong = await evalCli('verification', '--model', modelFile, '--network', 'r18', '--bin', bin);
   assert.equal(wrong.status, 1);
   assert.match(wrong.stderr, /model\.pt: not the weights of a 'r18' backbone: missing 'conv1\.weight', 'bn1\.weight', 'bn1\.bias' and \d+ more; unexpected 'layers\.0\.layers\.0\.weight'.* \(is --network right\?\)/);
@@ -99,6 +86,21 @@ test('eval verification prints insightface\'s lines; errors name the file, the k
   assert.match(both.stderr, /either --onnx or --model with --network, not both/);
   assert.equal((await evalCli('verification', '--model', modelFile, '--network', 'mbf')).status, 2);
   assert.equal((await evalCli('lfw')).status, 2);
+});
+
+test('a state_dict PyTorch wrote (an OrderedDict) of the same weights loads the same as ours', { skip: pythonHasTorch ? false : 'needs /usr/bin/python3 with torch (npm test installs python3-torch)' }, () => {
+  // compares against PyTorch's own torch.load / torch.save of our model.pt
+  const pythonFile = path.join(dir, 'python.pt');
+  const py = spawnSync('/usr/bin/python3', ['-c', 'import sys, collections, torch; torch.save(collections.OrderedDict(torch.load(sys.argv[1])), sys.argv[2])', modelFile, pythonFile], { encoding: 'utf8' });
+  assert.equal(py.status, 0, py.stderr);
+  const [ours, theirs] = [loadBackbone(modelFile, 'mbf'), loadBackbone(pythonFile, 'mbf')];
+  torch.tidy(() => {
+    const [a, b] = [ours.stateDict(), theirs.stateDict()];
+    assert.deepEqual([...a.keys()], [...b.keys()]);
+    for (const [key, t] of a) assert.ok(t.eq(b.get(key)!).all().item(), key);
+  });
+  ours.dispose();
+  theirs.dispose();
 });
 
 test('export onnx --check, then eval verification --onnx gives the accuracy of the libtorch path', async () => {
@@ -124,7 +126,7 @@ test('export onnx --check, then eval verification --onnx gives the accuracy of t
   assert.equal((await arcface(exportCommand, 'export', ['tflite'])).status, 2);
 });
 
-test('embed: folders and files in order, normalised or raw, flip test, JSON and .npy; resized images are named', async () => {
+test('embed: folders and files in order, normalised or raw, flip test, JSON and .npy; resized images are named', async (t) => {
   const faces = path.join(dir, 'faces');
   fs.mkdirSync(path.join(faces, 'b'), { recursive: true });
   const jpegs = readVerificationBin(bin).images.slice(0, 3);
@@ -163,38 +165,49 @@ test('embed: folders and files in order, normalised or raw, flip test, JSON and 
   const { data, shape } = readNpy(npy);
   assert.deepEqual(shape, [4, 32]);
   assert.ok(Math.abs(Math.hypot(...data.subarray(0, 32)) - 1) > 1e-3, 'raw embeddings are not normalised');
-  const numpy = spawnSync('/usr/bin/python3', ['-c', 'import sys, numpy; a = numpy.load(sys.argv[1]); print(a.dtype, a.shape, repr(float(a[2, 31])))', npy], { encoding: 'utf8' });
-  if (numpy.status === 0) {
+  await t.test('numpy.load reads the .npy: dtype, shape, a value', { skip: pythonHasNumpy ? false : 'needs /usr/bin/python3 with numpy (python3-numpy)' }, () => {
+    // compares against numpy's own reader
+    const numpy = spawnSync('/usr/bin/python3', ['-c', 'import sys, numpy; a = numpy.load(sys.argv[1]); print(a.dtype, a.shape, repr(float(a[2, 31])))', npy], { encoding: 'utf8' });
+    assert.equal(numpy.status, 0, numpy.stderr);
     const [dtype, rows, cols, last] = numpy.stdout.trim().split(/[ (),]+/);
     assert.deepEqual([dtype, rows, cols, Number(last)], ['float32', '4', '32', data[2 * 32 + 31]]);
-  }
+  });
 
   assert.equal((await arcface(embed, 'embed', ['--model', modelFile, '--network', 'mbf', '--images', faces, '--out', path.join(dir, 'e.csv')])).status, 2);
   const missing = await arcface(embed, 'embed', ['--model', modelFile, '--network', 'mbf', '--images', path.join(dir, 'nothing'), '--out', json]);
   assert.match(missing.stderr, /nothing: no such file or folder/);
 });
 
-test('eval roc: TAR@FAR table and JSON from text or .npy scores and labels', async () => {
+test('eval roc: TAR@FAR table and JSON from text or .npy scores and labels, as worked out by hand from sklearn\'s roc_curve rules', async () => {
+  // 4 genuine pairs (0.9, 0.7, 0.45, 0.3) and 10 impostors (0.8, 0.6, 0.45, 0.2, 0.15, 0.1, 0.05, 0, −0.1, −0.2),
+  // overlapping, one genuine–impostor tie, written out of order. The expectation is worked out by hand
+  // as sklearn.metrics.roc_curve and eval_ijbc.py define it, not by our code:
+  //   thresholds high to low give (fp, tp) = (0,1) (1,1) (1,2) (2,2) (3,3) [the tie] (3,4) (4,4) … (10,4);
+  //   drop_intermediate removes the collinear (4,4) … (9,4), so with the leading (0,0) the curve is
+  //   FPR 0, 0, .1, .1, .2, .3, .3, 1 and TPR 0, .25, .25, .5, .5, .75, 1, 1;
+  //   FAR 1e-6 … 1e-2: the nearest FPR is 0, of those points the last (TAR .25); FAR 0.1: FPR 0.1 exactly, TAR .5;
+  //   AUC = P(genuine > impostor) + ½ P(tie) = (10 + 9 + 7.5 + 7) / 40 = 0.8375 (sklearn: 0.8374999999999999).
   const scores = path.join(dir, 'scores.txt'), labels = path.join(dir, 'labels.npy');
-  fs.writeFileSync(scores, '0.9\n0.8 0.3\n0.1\n');
-  writeNpy(labels, Float32Array.of(1, 1, 0, 0), [4]);
+  fs.writeFileSync(scores, '0.45 -0.1\n0.9\n0.2 0.7 0.05\n0.6\n0.45 0.3 0\n0.8 0.15\n-0.2 0.1\n');
+  writeNpy(labels, Float32Array.of(1, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0), [14]);
   const json = await evalCli('roc', '--scores', scores, '--labels', labels, '--json');
   assert.equal(json.status, 0, json.stderr);
-  assert.deepEqual(JSON.parse(json.stdout), {
-    pairs: 4,
-    positives: 2,
-    auc: 1,
-    tarAtFar: [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1].map((far) => ({ far, tar: 1, fpr: 0 })),
-  });
+  const out = JSON.parse(json.stdout);
+  assert.deepEqual([out.pairs, out.positives], [14, 4]);
+  assert.ok(Math.abs(out.auc - 33.5 / 40) < 1e-12, `AUC ${out.auc} vs 0.8375`);
+  assert.deepEqual(out.tarAtFar, [
+    ...[1e-6, 1e-5, 1e-4, 1e-3, 1e-2].map((far) => ({ far, tar: 0.25, fpr: 0 })),
+    { far: 0.1, tar: 0.5, fpr: 0.1 },
+  ]);
   const table = await evalCli('roc', '--scores', scores, '--labels', labels);
   assert.equal(table.stdout, [
-    '4 pairs; AUC 100.0000 %',
-    'FAR                |  1e-06 |  1e-05 | 0.0001 |  0.001 |   0.01 |    0.1',
-    'TAR (%) scores.txt | 100.00 | 100.00 | 100.00 | 100.00 | 100.00 | 100.00',
+    '14 pairs; AUC 83.7500 %',
+    'FAR                | 1e-06 | 1e-05 | 0.0001 | 0.001 |  0.01 |   0.1',
+    'TAR (%) scores.txt | 25.00 | 25.00 |  25.00 | 25.00 | 25.00 | 50.00',
     '',
   ].join('\n'));
   fs.writeFileSync(scores, '0.9\n0.8\nhigh\n');
   assert.match((await evalCli('roc', '--scores', scores, '--labels', labels)).stderr, /scores\.txt:3: 'high' is not a number/);
   fs.writeFileSync(scores, '0.9\n0.8\n');
-  assert.match((await evalCli('roc', '--scores', scores, '--labels', labels)).stderr, /scores\.txt has 2 scores, .*labels\.npy 4 labels/);
+  assert.match((await evalCli('roc', '--scores', scores, '--labels', labels)).stderr, /scores\.txt has 2 scores, .*labels\.npy 14 labels/);
 });
