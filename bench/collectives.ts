@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as torch from '../src/torch/index.js';
-import { initProcessGroup } from '../src/dist/index.js';
+import { initProcessGroup } from '../src/distributed/index.js';
 import { emit, round, summarize, timeMs, argNumber } from './harness.js';
 
 const reps = argNumber('reps', 10);

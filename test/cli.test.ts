@@ -1,4 +1,4 @@
-/** The `arcface` command: --version, doctor, demo (as the README's `npm start` runs it). */
+/** The `arcface` command: --version, --help of every command, doctor, bad usage, the launcher's start failures, demo. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -14,6 +14,34 @@ test('arcface --version prints the package version', () => {
   assert.equal(run.status, 0, run.stderr);
   const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
   assert.equal(run.stdout.trim(), pkg.version);
+});
+
+test('every command answers --help and -h with its usage and options, exit 0', () => {
+  const listing = arcface('--help');
+  assert.equal(listing.status, 0);
+  const commands = [...listing.stdout.split('Commands:')[1].split('Options:')[0].matchAll(/^ {2}(\S+)/gm)].map((m) => m[1]);
+  assert.ok(commands.length === 13 && commands.includes('launch') && commands.includes('bench'), listing.stdout);
+  const forms = [
+    ...commands.flatMap((c) => [[c, '--help'], [c, '-h']]),
+    ['eval', 'verification', '--help'], ['bench', 'pfc', '--help'], ['bench', 'train', '-h'], ['export', 'onnx', '--help'],
+    ['train', 'configs/ms1mv3_r50.ts', '--nproc-per-node', '2', '--help'], ['launch', '--nproc-per-node', '2', '--help'],
+  ];
+  for (const args of forms) {
+    const run = arcface(...args);
+    assert.equal(run.status, 0, `arcface ${args.join(' ')}: exit ${run.status}\n${run.stderr}`);
+    assert.match(run.stdout, new RegExp(`usage: arcface ${args[0]}\\b`), `arcface ${args.join(' ')}`);
+    assert.match(run.stdout, /\nOptions:\n[^]*-h, --help/, `arcface ${args.join(' ')}`);
+  }
+});
+
+test('arcface launch: a worker command that cannot start is an error naming it, not a hang or exit 13', () => {
+  const run = arcface('launch', '--nproc-per-node', '2', '--', 'no-such-command-arcface');
+  assert.equal(run.status, 1, run.stderr);
+  assert.match(run.stderr, /worker rank \d could not start 'no-such-command-arcface'/);
+  // after `--` the words are the worker's: --help goes to it, here to `node --help`
+  const forwarded = arcface('launch', '--', 'node', '--help');
+  assert.equal(forwarded.status, 0, forwarded.stderr);
+  assert.match(forwarded.stdout, /\[rank 0\] Usage: node/);
 });
 
 test('arcface doctor reports libtorch 1.13+, OpenBLAS, threads and Gloo', () => {

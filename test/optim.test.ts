@@ -14,6 +14,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as torch from '../src/torch/index.js';
+import { native } from '../src/torch/native.js';
 import type { Tensor } from '../src/torch/index.js';
 import {
   AdamW,
@@ -191,9 +192,9 @@ test('SGD and AdamW step each group with one native call', () => {
     const c = cases.find((x) => x.kind === kind && x.groups.length === 2)!;
     const params = makeParams();
     const opt = makeOptimizer(c, params);
-    const original = torch.native[fn];
+    const original = native[fn];
     let calls = 0;
-    (torch.native as unknown as Record<string, unknown>)[fn] = (...args: unknown[]) => {
+    (native as unknown as Record<string, unknown>)[fn] = (...args: unknown[]) => {
       calls += 1;
       return (original as (...a: unknown[]) => unknown)(...args);
     };
@@ -201,7 +202,7 @@ test('SGD and AdamW step each group with one native call', () => {
       setGrads(params, 0);
       opt.step();
     } finally {
-      (torch.native as unknown as Record<string, unknown>)[fn] = original;
+      (native as unknown as Record<string, unknown>)[fn] = original;
     }
     assert.equal(calls, 2);
     opt.dispose();

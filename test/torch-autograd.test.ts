@@ -5,6 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../src/torch/index.js';
+import { native } from '../src/torch/native.js';
 import type { Tensor } from '../src/torch/index.js';
 import { assertClose, gradcheck } from './gradcheck.js';
 
@@ -315,18 +316,18 @@ describe('autocast (CPU, bfloat16)', () => {
     torch.autocast({ deviceType: 'cpu' }, () => {
       torch.autocast({ deviceType: 'cpu', enabled: false }, () => {
         assert.equal(torch.matmul(x, w.t()).dtype, 'float32');
-        assert.equal(torch.native.autocastState().cpu, false);
+        assert.equal(native.autocastState().cpu, false);
       });
       assert.equal(torch.matmul(x, w.t()).dtype, 'bfloat16');
-      assert.equal(torch.native.autocastState().cpu, true);
+      assert.equal(native.autocastState().cpu, true);
     });
-    assert.equal(torch.native.autocastState().cpu, false);
+    assert.equal(native.autocastState().cpu, false);
     assert.equal(torch.matmul(x, w.t()).dtype, 'float32');
   }));
 
   test('autocast restores the state when its function throws', () => {
     assert.throws(() => torch.autocast({ deviceType: 'cpu' }, () => { throw new Error('inside'); }), /inside/);
-    assert.equal(torch.native.autocastState().cpu, false);
+    assert.equal(native.autocastState().cpu, false);
   });
 
   test('CPU autocast refuses float16', () => {

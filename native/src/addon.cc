@@ -1,5 +1,5 @@
 // Entry point of the addon: registers the tensor class and every module section.
-#include "common.h"
+#include "core/common.h"
 
 namespace arcface {
 

@@ -32,3 +32,21 @@ export function intOption(options: Map<string, string | true>, name: string, fal
 export class UsageError extends Error {
   override name = 'UsageError';
 }
+
+/**
+ * Values of an option that may repeat or take several values: `--bin a.bin --bin b.bin` or
+ * `--images a.jpg b.jpg`. Returns them and the other arguments.
+ */
+export function listOption(args: string[], name: string): [string[], string[]] {
+  const values: string[] = [], rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] !== `--${name}`) {
+      rest.push(args[i]);
+      continue;
+    }
+    const before = values.length;
+    while (i + 1 < args.length && !args[i + 1].startsWith('--')) values.push(args[++i]);
+    if (values.length === before) throw new UsageError(`--${name} needs a value`);
+  }
+  return [values, rest];
+}

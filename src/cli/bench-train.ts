@@ -8,18 +8,17 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from '../package.js';
 import * as torch from '../torch/index.js';
-import { distEnv, initProcessGroup } from '../dist/index.js';
-import { launch } from '../dist/launcher.js';
+import { distEnv, initProcessGroup } from '../distributed/index.js';
+import { launch } from '../distributed/launcher.js';
 import { countComplexity, getModel } from '../models/index.js';
 import { resolveConfig } from '../train/config.js';
 import { train } from '../train/trainer.js';
 import { intOption, parseOptions, UsageError } from './args.js';
+import { usage } from './help.js';
 
-const USAGE =
-  'usage: arcface bench train --network <name> --batch-size B --num-classes C --sample-rate r --steps S ' +
-  '[--warmup W] [--threads T] [--bf16] [--channels-last] [--nproc-per-node N] [--json]';
+const USAGE = usage('bench', 'train');
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -34,7 +33,7 @@ export async function benchTrain(args: string[]): Promise<number> {
     // Workers write their result to a file: the launcher prefixes their output with the rank.
     const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'arcface-bench-')), 'result.json');
     const forwarded = args.filter((a, i) => a !== '--nproc-per-node' && args[i - 1] !== '--nproc-per-node');
-    const arcface = fileURLToPath(new URL('../../../bin/arcface.js', import.meta.url));
+    const arcface = packagePath('bin', 'arcface.js');
     const port = 20000 + Math.floor(Math.random() * 20000);
     const code = await launch({ nprocPerNode: nproc, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: port, command: [process.execPath, arcface, 'bench', 'train', ...forwarded, '--result-file', resultFile] });
     if (code === 0) print(JSON.parse(fs.readFileSync(resultFile, 'utf8')), o.has('json'));

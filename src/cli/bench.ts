@@ -14,6 +14,7 @@
 import { readFileSync } from 'node:fs';
 import * as torch from '../torch/index.js';
 import { PartialFC, arcface, type CentreStorage, type LogitsMode } from '../heads/index.js';
+import { usage } from './help.js';
 
 interface PfcBenchOptions {
   numClasses: number;
@@ -29,9 +30,7 @@ interface PfcBenchOptions {
   json: boolean;
 }
 
-const USAGE =
-  'usage: arcface bench pfc --num-classes N --sample-rate R --batch-size B --embedding-size D --steps S ' +
-  '[--warmup W] [--storage float32|bfloat16|float16] [--optimizer sgd|adamw] [--logits keep|recompute] [--tile-rows T] [--json]';
+const USAGE = usage('bench', 'pfc');
 
 export async function bench(args: string[]): Promise<number> {
   const [what, ...rest] = args;

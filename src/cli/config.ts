@@ -1,6 +1,7 @@
 /** `arcface config <file.ts> [--set key=value …]`: the resolved, validated config as JSON. */
 import { loadConfig } from '../train/load-config.js';
 import { ConfigError } from '../train/config.js';
+import { usage } from './help.js';
 
 /** Splits `--set key=value` (and `--set=key=value`) pairs from the other arguments. */
 export function takeOverrides(args: string[]): { overrides: string[]; rest: string[] } {
@@ -17,7 +18,7 @@ export function takeOverrides(args: string[]): { overrides: string[]; rest: stri
 
 export async function configCommand(args: string[]): Promise<number> {
   const { overrides, rest } = takeOverrides(args);
-  if (rest.length !== 1) throw new ConfigError('usage: arcface config <config.ts> [--set key=value ...]');
+  if (rest.length !== 1) throw new ConfigError(usage('config'));
   console.log(JSON.stringify(await loadConfig(rest[0], overrides), null, 2));
   return 0;
 }

@@ -1,5 +1,5 @@
 /**
- * `arcface demo`: the engine end to end until the trainer lands. A tiny conv net learns to tell
+ * `arcface demo`: the engine alone, without the trainer (that is `arcface start`). A tiny conv net learns to tell
  * generated "identities" apart (each a fixed random pattern, each sample a noisy, shifted,
  * brightness-jittered copy), with SGD + momentum, the polynomial warm-up schedule and scoped memory.
  */

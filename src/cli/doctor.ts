@@ -1,7 +1,7 @@
 /** `arcface doctor`: what the engine runs on, and whether it is set up the way it should be. */
 import os from 'node:os';
 import { runtimeInfo } from '../torch/index.js';
-import { version } from './main.js';
+import { version } from '../package.js';
 
 export async function doctor(args: string[]): Promise<number> {
   const info = runtimeInfo();

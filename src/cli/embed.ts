@@ -15,8 +15,8 @@ import os from 'node:os';
 import * as torch from '../torch/index.js';
 import { ImageDecoder } from '../data/index.js';
 import { embedImages, writeNpy, type Embedder } from '../eval/index.js';
-import { intOption, parseOptions, UsageError } from './args.js';
-import { listOption, openEmbedder } from './eval.js';
+import { intOption, listOption, parseOptions, UsageError } from './args.js';
+import { openEmbedder } from './eval.js';
 
 const EXTENSIONS = new Set(['.jpg', '.jpeg', '.png']);
 

@@ -9,28 +9,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { evaluateIjb, IJB_FARS, loadBackbone, loadVerificationSet, OnnxEmbedder, readNpy, rocAuc, rocCurve, tarAtFar, TorchEmbedder, verifyEmbedder, writeNpy, type Embedder } from '../eval/index.js';
-import { intOption, parseOptions, UsageError } from './args.js';
+import { intOption, listOption, parseOptions, UsageError } from './args.js';
 import { progressBar } from './progress.js';
+import { usage } from './help.js';
 
 const MODEL_VALUES = ['model', 'network', 'onnx', 'batch-size'];
-
-/**
- * Values of an option that may repeat or take several values: `--bin a.bin --bin b.bin` or
- * `--images a.jpg b.jpg`. Returns them and the other arguments.
- */
-export function listOption(args: string[], name: string): [string[], string[]] {
-  const values: string[] = [], rest: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] !== `--${name}`) {
-      rest.push(args[i]);
-      continue;
-    }
-    const before = values.length;
-    while (i + 1 < args.length && !args[i + 1].startsWith('--')) values.push(args[++i]);
-    if (values.length === before) throw new UsageError(`--${name} needs a value`);
-  }
-  return [values, rest];
-}
 
 /** The model to evaluate: `--onnx file`, or `--model model.pt --network name`. */
 export async function openEmbedder(o: Map<string, string | true>, command: string): Promise<{ embedder: Embedder; label: string }> {
@@ -165,6 +148,6 @@ const subcommands: Record<string, (args: string[]) => Promise<number>> = { verif
 export async function evalCommand(args: string[]): Promise<number> {
   const [name, ...rest] = args;
   const run = subcommands[name];
-  if (!run) throw new UsageError(`usage: arcface eval <${Object.keys(subcommands).join('|')}> [options]${name ? ` (unknown protocol '${name}')` : ''}`);
+  if (!run) throw new UsageError(`${usage('eval')}${name ? `\n(unknown protocol '${name}')` : ''}`);
   return run(rest);
 }

@@ -13,6 +13,7 @@ import * as torch from '../torch/index.js';
 import { loadBackbone, OnnxEmbedder, TorchEmbedder } from '../eval/index.js';
 import { torchOutputName, writeOnnx } from '../export/index.js';
 import { intOption, parseOptions, UsageError } from './args.js';
+import { usage } from './help.js';
 
 /** Largest |libtorch − onnxruntime| over the embeddings of a few random images, and their largest magnitude. */
 async function check(file: string, torchEmbedder: TorchEmbedder): Promise<{ maxAbsDiff: number; maxAbs: number }> {
@@ -36,7 +37,7 @@ async function onnx(args: string[]): Promise<number> {
   const o = parseOptions(args, { values: ['model', 'network', 'out', 'opset', 'input-name', 'output-name'], flags: ['simplify-bn', 'check'] }, command);
   const [model, network, out] = ['model', 'network', 'out'].map((k) => o.get(k));
   if (typeof model !== 'string' || typeof network !== 'string' || typeof out !== 'string') {
-    throw new UsageError(`usage: ${command} --model <model.pt> --network <name> --out <model.onnx> [--simplify-bn] [--opset N] [--input-name input.1] [--output-name NAME] [--check]`);
+    throw new UsageError(usage('export'));
   }
   const opset = o.has('opset') ? intOption(o, 'opset', 13, 13) : undefined;
   const embedder = new TorchEmbedder(loadBackbone(model, network));
@@ -63,6 +64,6 @@ async function onnx(args: string[]): Promise<number> {
 
 export async function exportCommand(args: string[]): Promise<number> {
   const [format, ...rest] = args;
-  if (format !== 'onnx') throw new UsageError(`usage: arcface export onnx [options]${format ? ` (unknown format '${format}')` : ''}`);
+  if (format !== 'onnx') throw new UsageError(`${usage('export')}${format ? `\n(unknown format '${format}')` : ''}`);
   return onnx(rest);
 }

@@ -1,12 +1,14 @@
 /** `arcface flops <network> [--embedding-size N] [--json]`: MACs and parameters, as arcface_torch's flops.py. */
 import { getModel, countComplexity } from '../models/index.js';
+import { usage } from './help.js';
+import { UsageError } from './args.js';
 
 export async function flops(args: string[]): Promise<number> {
   const name = args.find((a) => !a.startsWith('--'));
-  if (!name) throw new Error('usage: arcface flops <network> [--embedding-size N] [--json]');
+  if (!name) throw new UsageError(usage('flops'));
   const sizeAt = args.indexOf('--embedding-size');
   const embeddingSize = sizeAt >= 0 ? Number(args[sizeAt + 1]) : 512;
-  if (!Number.isInteger(embeddingSize) || embeddingSize <= 0) throw new Error(`--embedding-size needs a positive integer, got ${args[sizeAt + 1]}`);
+  if (!Number.isInteger(embeddingSize) || embeddingSize <= 0) throw new UsageError(`--embedding-size needs a positive integer, got ${args[sizeAt + 1]}`);
   const model = getModel(name, { embeddingSize });
   try {
     const c = countComplexity(model);

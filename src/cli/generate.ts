@@ -5,6 +5,7 @@
 import { defaultGenerateOptions, generateIdentities } from '../data/generated.js';
 import { intOption, parseOptions, UsageError } from './args.js';
 import { progressBar } from './progress.js';
+import { usage } from './help.js';
 
 export async function generate(args: string[]): Promise<number> {
   const d = defaultGenerateOptions;
@@ -12,10 +13,7 @@ export async function generate(args: string[]): Promise<number> {
   try {
     const o = parseOptions(args, { values: ['out', 'seed', 'identities', 'images', 'held-out', 'pairs', 'quality', 'threads'] }, 'arcface generate');
     if (!o.has('out')) {
-      throw new UsageError(
-        `usage: arcface generate --out <dir> [--identities ${d.identities}] [--images ${d.imagesPerIdentity}] [--held-out ${d.heldOutIdentities}] ` +
-          `[--pairs ${d.pairs}] [--seed ${d.seed}] [--quality ${d.quality}] [--threads N]`,
-      );
+      throw new UsageError(usage('generate'));
     }
     options = {
       out: String(o.get('out')),

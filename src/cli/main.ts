@@ -1,5 +1,6 @@
 /** `arcface <command>`: dispatches to the command modules of this folder. */
-import { readFileSync } from 'node:fs';
+import { version } from '../package.js';
+import { help, wantsHelp } from './help.js';
 
 interface Command {
   summary: string;
@@ -22,15 +23,10 @@ const commands: Record<string, Command> = {
   bench: { summary: 'benchmarks: `bench pfc` (Partial FC steps: memory per class, samples/s), `bench train` (the training step)', run: async (a) => (await import('./bench.js')).bench(a) },
 };
 
-export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
-  return pkg.version;
-}
-
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
   const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
-  return ['Usage: arcface <command> [options]', '', 'Commands:', ...lines, '', 'Options:', '  --version  print the version', '  --help     this text'].join('\n');
+  return ['Usage: arcface <command> [options]', '', 'Commands:', ...lines, '', 'Options:', '  --version  print the version', '  --help     this text', '', '`arcface <command> --help` gives a command\'s usage and options.'].join('\n');
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -47,6 +43,10 @@ export async function run(argv: string[]): Promise<number> {
   if (!command) {
     console.error(`arcface: unknown command '${name}'\n\n${usage()}`);
     return 2;
+  }
+  if (wantsHelp(name, rest)) {
+    console.log(`${command.summary}\n\n${help(name)}`);
+    return 0;
   }
   try {
     return await command.run(rest);

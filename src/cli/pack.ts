@@ -7,8 +7,9 @@ import os from 'node:os';
 import { checkPack, packFolder } from '../data/pack.js';
 import { intOption, parseOptions, UsageError } from './args.js';
 import { progressBar } from './progress.js';
+import { usage } from './help.js';
 
-const USAGE = 'usage: arcface pack --src <folder-per-identity> --out <dir>\n       arcface pack --check <dir> [--threads N] [--json]';
+const USAGE = usage('pack');
 
 export async function pack(args: string[]): Promise<number> {
   let o: Map<string, string | true>;

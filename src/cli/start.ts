@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from '../package.js';
 import { defaultGenerateOptions, generateIdentities } from '../data/generated.js';
 import { loadConfig } from '../train/load-config.js';
 import { train } from '../train/trainer.js';
@@ -13,12 +13,11 @@ import { parseOptions } from './args.js';
 import { takeOverrides } from './config.js';
 import { progressBar } from './progress.js';
 
-const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
 export async function start(args: string[]): Promise<number> {
   const { overrides, rest } = takeOverrides(args);
   const o = parseOptions(rest, { values: ['config'] }, 'arcface start');
-  const configFile = String(o.get('config') ?? path.join(repoRoot, 'configs', 'generated_mbf.ts'));
+  const configFile = String(o.get('config') ?? packagePath('configs', 'generated_mbf.ts'));
   const config = await loadConfig(configFile, overrides);
 
   if (!fs.existsSync(path.join(config.rec, 'train.rec'))) {

@@ -3,16 +3,17 @@
  * --master-addr A --master-port P]]`: train_v2.py. With launch flags (and not already a worker),
  * starts this node's workers through the launcher, each running `arcface train` on the same config.
  */
-import { fileURLToPath } from 'node:url';
-import { distEnv } from '../dist/index.js';
-import { launch, parseLaunchArgs } from '../dist/launcher.js';
+import { packagePath } from '../package.js';
+import { distEnv } from '../distributed/index.js';
+import { launch, parseLaunchArgs } from '../distributed/launcher.js';
 import { loadConfig } from '../train/load-config.js';
 import { train } from '../train/trainer.js';
 import { UsageError } from './args.js';
 import { takeOverrides } from './config.js';
 import { progressBar } from './progress.js';
+import { usage } from './help.js';
 
-const USAGE = 'usage: arcface train <config.ts> [--set key=value ...] [--nproc-per-node N] [--nnodes M --node-rank R --master-addr A --master-port P]';
+const USAGE = usage('train');
 
 /** Launch flags may come before or after the config: they are the ones the launcher knows. */
 function splitLaunchFlags(args: string[]): { launchArgs: string[]; rest: string[] } {
@@ -37,7 +38,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   if (launchArgs.length > 0 && !distEnv()) {
     const { options, rest: leftover } = parseLaunchArgs(launchArgs);
     if (leftover.length > 0) throw new UsageError(`${USAGE}\nunexpected: ${leftover.join(' ')}`);
-    const arcface = fileURLToPath(new URL('../../../bin/arcface.js', import.meta.url));
+    const arcface = packagePath('bin', 'arcface.js');
     return launch({ ...options, command: [process.execPath, arcface, 'train', ...rest] });
   }
 

@@ -1,7 +1,7 @@
 /**
  * The generated-identities dataset: a training pack of N identities × K images and a held-out
  * verification `.bin` (in lfw.bin's layout) of identities the pack does not contain, rendered by
- * native/src/face_render.cc. Everything follows from the seed: the same options give the same bytes.
+ * native/src/data/face_render.cc. Everything follows from the seed: the same options give the same bytes.
  *
  * The held-out pairs are laid out as LFW's: 10 folds, each with its own identities, half of each
  * fold same-identity pairs then half different-identity pairs.

@@ -22,21 +22,12 @@ registerEmitter(IBasicBlock, (m, x, g) => {
   return g.node('Add', [out.name, identity.name], out.shape, { name: `${g.path(m)}.add` });
 });
 
-// ConvBlock, LinearBlock and Residual run their `layers` Sequential
-for (const type of [ConvBlock, LinearBlock, Residual]) registerEmitter(type, emitChildren);
+// ConvBlock, LinearBlock, Residual and GDC (7×7 depthwise, flatten, Linear, BatchNorm1d) run their `layers` Sequential
+for (const type of [ConvBlock, LinearBlock, Residual, GDC]) registerEmitter(type, emitChildren);
 
 registerEmitter(DepthWise, (m, x, g) => {
   const y = emitChildren(m, x, g);
   return m.residual ? g.node('Add', [x.name, y.name], y.shape, { name: `${g.path(m)}.add` }) : y;
-});
-
-// GDC's layers: LinearBlock (7×7 depthwise), a flatten (a private module class of
-// mobilefacenet.ts, so emitted here), Linear, BatchNorm1d.
-registerEmitter(GDC, (m, x, g) => {
-  const [layers] = m.children();
-  const [block, , linear, bn] = layers.children();
-  const flat = flatten1(emit(block, x, g), g, `${g.path(layers)}.1`);
-  return emit(bn, emit(linear, flat, g), g);
 });
 
 registerEmitter(MobileFaceNet, (m, x, g) => emit(m.features, emit(m.convSep, emit(m.layers, x, g), g), g));

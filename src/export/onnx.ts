@@ -8,7 +8,8 @@
  * The opset defaults to the lowest the model's layers need: 13, or 17 when it has a LayerNorm
  * (LayerNormalization, ONNX 1.12), as the ViTs do. LayerNorm is not decomposed for older opsets.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { version } from '../package.js';
 import { LayerNorm, type Module } from '../nn/index.js';
 import { GraphBuilder } from './graph.js';
 import { emit } from './emitters.js';
@@ -71,7 +72,7 @@ export function exportOnnx(model: Module, options: OnnxExportOptions = {}): { pr
     irVersion,
     opset,
     producerName: 'arcface-ts',
-    producerVersion: packageVersion(),
+    producerVersion: version(),
     graph: {
       name: model.constructor.name,
       nodes: g.nodes,
@@ -81,10 +82,6 @@ export function exportOnnx(model: Module, options: OnnxExportOptions = {}): { pr
     },
   });
   return { proto, summary: { nodes: g.nodes.length, initializers: g.initializers.size, foldedBatchNorms, ops, outputShape: out.shape, opset } };
-}
-
-function packageVersion(): string {
-  return JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version;
 }
 
 /** Writes the model's ONNX file; returns what the graph holds. */

@@ -10,7 +10,7 @@
  *   pfc.step(lr);         // sparse update of the sampled centres
  *
  * Unlike arcface_torch the shard is not an autograd Parameter: its gradient never exists as a
- * dense tensor. The kernel (native/src/pfc_kernel.h) keeps the sampled softmax of the last
+ * dense tensor. The kernel (native/src/heads/partial_fc/kernel.h) keeps the sampled softmax of the last
  * forward; backward() turns it into ∂loss/∂embeddings, and step() into the sampled centres'
  * gradient, tile by tile, updating only those rows and their optimizer state
  * (./sparse-optimizer.ts). With `logits: 'recompute'` it keeps only per-row statistics instead of

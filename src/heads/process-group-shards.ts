@@ -1,5 +1,5 @@
 /** Partial FC over a c10d process group: the ShardGroup that the multi-process head needs. */
-import type { ProcessGroup } from '../dist/index.js';
+import type { ProcessGroup } from '../distributed/index.js';
 import type { ShardGroup } from './shard-group.js';
 
 export function shardGroupOf(pg: ProcessGroup): ShardGroup {

@@ -1,5 +1,5 @@
 /**
- * Optimizers for the Partial FC shard that touch only the sampled rows (native/src/pfc_optim.cc).
+ * Optimizers for the Partial FC shard that touch only the sampled rows (native/src/heads/partial_fc/optim.cc).
  * On those rows the update is torch.optim's on the full matrix:
  *   SGD    d = g + weightDecay·w;  buf = momentum·buf + d;  w −= lr·buf
  *          (dampening 0, no Nesterov: arcface_torch's setting; a zero buffer then equals torch's

@@ -20,7 +20,8 @@
  * before the chain and captured by the segment. The autocast state of the forward is restored for
  * the recomputation.
  */
-import { autocast, enableGrad, keep, native, noGrad, tidy, dispose, type Dtype, type Tensor } from '../torch/index.js';
+import { autocast, enableGrad, keep, noGrad, tidy, dispose, type Dtype, type Tensor } from '../torch/index.js';
+import { native } from '../torch/native.js';
 import type { Module } from '../nn/index.js';
 
 export interface Segment {

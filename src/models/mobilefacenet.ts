@@ -3,8 +3,8 @@
  * blocks and a global depthwise (GDC) head. State-dict names follow arcface_torch
  * (`layers.3.layers.0.layers.1.layers.0.weight`, `features.layers.2.weight`, …).
  */
-import { tidy, flatten, type Tensor } from '../torch/index.js';
-import { Module, Conv2d, BatchNorm1d, BatchNorm2d, PReLU, Linear, Sequential, init } from '../nn/index.js';
+import { tidy, type Tensor } from '../torch/index.js';
+import { Module, Conv2d, BatchNorm1d, BatchNorm2d, Flatten, PReLU, Linear, Sequential, init } from '../nn/index.js';
 import { bodyPrecision, runBody, type BackboneOptions, type BodyPrecision } from './precision.js';
 
 type Pair = [number, number];
@@ -69,18 +69,12 @@ export class Residual extends LayersModule {
   }
 }
 
-class FlattenBatch extends Module {
-  forward(x: Tensor): Tensor {
-    return flatten(x, 1);
-  }
-}
-
 /** Global depthwise convolution head: 7×7 depthwise → flatten → Linear (no bias) → BatchNorm1d. */
 export class GDC extends LayersModule {
   constructor(embeddingSize: number) {
     super(
       new LinearBlock(512, 512, { groups: 512, kernel: [7, 7] }),
-      new FlattenBatch(),
+      new Flatten(),
       new Linear(512, embeddingSize, { bias: false }),
       new BatchNorm1d(embeddingSize),
     );

@@ -10,7 +10,7 @@ export { noGrad, enableGrad, isGradEnabled, setGradEnabled, autocast, type Autoc
 export { type Dtype, type Device, type MemoryFormat, type TypedArray, isFloatingDtype } from './dtype.js';
 export { aten, type OpHandle } from './dispatch.js';
 export { save, load, loadStateDict } from './save.js';
-export { native, type RuntimeInfo, type CpuCacheStats } from './native.js';
+export { type RuntimeInfo, type CpuCacheStats } from './native.js';
 import { native } from './native.js';
 
 /** Intra-op threads used by libtorch (defaults to the cores available). */

@@ -14,7 +14,7 @@ const threads = process.env.ARCFACE_NUM_THREADS ?? process.env.OMP_NUM_THREADS ?
 process.env.OMP_NUM_THREADS ??= threads;
 process.env.OPENBLAS_NUM_THREADS ??= threads;
 
-/** The JS object behind every Tensor; its methods are implemented in native/src/tensor_wrap.cc. */
+/** The JS object behind every Tensor; its methods are implemented in native/src/core/tensor_wrap.cc. */
 export declare class TensorBase {
   dispose(): void;
   readonly isDisposed: boolean;
@@ -57,7 +57,7 @@ export interface AutocastState {
   cudaDtype: string;
 }
 
-/** c10d (native/src/dist.cc): TCPStore rendezvous + ProcessGroupGloo. Collectives run in place. */
+/** c10d (native/src/distributed/process_group.cc): TCPStore rendezvous + ProcessGroupGloo. Collectives run in place. */
 export interface NativeDist {
   init(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; heartbeatMs: number; ifname?: string }): number;
   destroy(group: number): void;
@@ -100,7 +100,7 @@ export interface NativeAddon {
   PartialFcKernel: new (options: PartialFcKernelOptions) => PartialFcKernelHandle;
   /** madvise(MADV_HUGEPAGE) on a tensor's memory, before it is first touched; true if taken */
   adviseHugePages(tensor: unknown): boolean;
-  /** data pipeline (native/src/data_binding.cc; src/data/decode.ts wraps it) */
+  /** data pipeline (native/src/data/binding.cc; src/data/decode.ts wraps it) */
   ImageDecoder: new (options: { threads: number }) => ImageDecoderHandle;
   decodeImage(bytes: Uint8Array): { width: number; height: number; pixels: Uint8Array };
   encodeJpeg(pixels: Uint8Array, width: number, height: number, quality: number): Uint8Array;
@@ -167,7 +167,7 @@ export interface MarginParams {
 }
 
 /**
- * The Partial FC kernel of one head (native/src/pfc_kernel.h): the phases of a step, called in
+ * The Partial FC kernel of one head (native/src/heads/partial_fc/kernel.h): the phases of a step, called in
  * order; a multi-process head all-reduces between logits/expSums (MAX) and expSums/loss (SUM).
  */
 export interface PartialFcKernelHandle {
@@ -199,7 +199,7 @@ export interface PartialFcKernelHandle {
   dispose(): void;
 }
 
-/** The caching CPU allocator's counters (native/src/cpu_allocator.cc). */
+/** The caching CPU allocator's counters (native/src/core/cpu_allocator.cc). */
 export interface CpuCacheStats {
   /** false when ARCFACE_CPU_CACHE=0 (the other fields are then absent) */
   enabled: boolean;

@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import * as torch from '../torch/index.js';
 import { DataLoader } from '../data/index.js';
-import { DistributedDataParallel, initProcessGroup, type ProcessGroup } from '../dist/index.js';
+import { DistributedDataParallel, initProcessGroup, type ProcessGroup } from '../distributed/index.js';
 import { CombinedMarginLoss, PartialFC, shardGroupOf } from '../heads/index.js';
 import { backwardCheckpoints, getModel } from '../models/index.js';
 import { AdamW, GradScaler, PolynomialLRWarmup, SGD, clipGradNorm, type Optimizer } from '../optim/index.js';

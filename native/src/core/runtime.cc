@@ -1,0 +1,112 @@
+// Process-wide runtime settings and facts: threads, seeding, allocator tuning, and what `arcface doctor` prints.
+#include "core/common.h"
+
+#include <ATen/Context.h>
+#include <ATen/Version.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Generator.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <dlfcn.h>
+#include <link.h>
+#include <torch/version.h>
+
+namespace arcface {
+
+namespace {
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  int n = info[0].As<Napi::Number>().Int32Value();
+  if (n < 1) throw Napi::RangeError::New(info.Env(), "setNumThreads: need at least 1 thread");
+  at::set_num_threads(n);
+  return info.Env().Undefined();
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), at::get_num_threads()); }
+
+// Seeds the default CPU generator (and CUDA's, when built for it), like torch.manual_seed.
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  const uint64_t seed = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+  auto gen = at::detail::getDefaultCPUGenerator();
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(seed);
+  }
+#ifdef ARCFACE_CUDA
+  at::globalContext().defaultGenerator(c10::DeviceType::CUDA).set_current_seed(seed);
+#endif
+  return info.Env().Undefined();
+}
+
+// The shared library that provides BLAS (dgemm_), found among the loaded objects.
+std::string BlasLibrary() {
+  void* sym = dlsym(RTLD_DEFAULT, "sgemm_");
+  Dl_info dl;
+  if (sym && dladdr(sym, &dl) && dl.dli_fname) {
+    char resolved[PATH_MAX];
+    if (realpath(dl.dli_fname, resolved)) return resolved;
+    return dl.dli_fname;
+  }
+  return "";
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto out = Napi::Object::New(env);
+  out.Set("torchVersion", TORCH_VERSION);
+  out.Set("numThreads", at::get_num_threads());
+  out.Set("numInteropThreads", at::get_num_interop_threads());
+  out.Set("parallelInfo", at::get_parallel_info());
+  out.Set("config", at::show_config());
+  out.Set("blasLibrary", BlasLibrary());
+  using ConfigFn = char* (*)();
+  using ThreadsFn = int (*)();
+  if (auto config = reinterpret_cast<ConfigFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
+    out.Set("openblasConfig", config());
+  }
+  if (auto threads = reinterpret_cast<ThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))) {
+    out.Set("openblasThreads", threads());
+  }
+  out.Set("cudaAvailable", at::hasCUDA());
+#ifdef ARCFACE_CUDA
+  out.Set("cudaBuild", true);
+#else
+  out.Set("cudaBuild", false);
+#endif
+  // Gloo ships inside libtorch_cpu when libtorch was built with it; look for its process group.
+  out.Set("glooAvailable", dlsym(RTLD_DEFAULT, "_ZN4c10d16ProcessGroupGloo10getContextEj") != nullptr);
+  out.Set("mkldnnAvailable", at::hasMKLDNN());
+  return out;
+}
+
+// The default CPU generator's state as a uint8 tensor (torch.get_rng_state), and back.
+Napi::Value GetRngState(const Napi::CallbackInfo& info) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return WrapTensor(info.Env(), gen.get_state());
+}
+
+Napi::Value SetRngState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  at::Tensor& state = UnwrapTensor(info[0], "setRngState state");
+  try {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+  } catch (const std::exception& e) {
+    ThrowAsJs(env, e);
+  }
+  return env.Undefined();
+}
+
+}  // namespace
+
+void InitRuntime(Napi::Env env, Napi::Object exports) {
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
+  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
+  exports.Set("getRngState", Napi::Function::New(env, GetRngState));
+  exports.Set("setRngState", Napi::Function::New(env, SetRngState));
+  exports.Set("info", Napi::Function::New(env, Info));
+}
+
+}  // namespace arcface

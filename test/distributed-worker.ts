@@ -1,0 +1,130 @@
+/**
+ * Worker process for test/distributed.test.ts: started with the torchrun environment, runs one scenario
+ * and prints one JSON line with what it saw.
+ *   node dist/test/distributed-worker.js collectives | train <steps> [compression] | pfc <steps> [sampleRate] | die-after <n> <rank> | stall <rank>
+ */
+import * as torch from '../src/torch/index.js';
+import * as nn from '../src/nn/index.js';
+import { SGD } from '../src/optim/index.js';
+import { initProcessGroup, DistributedDataParallel } from '../src/distributed/index.js';
+import { PartialFC, arcface } from '../src/heads/index.js';
+import { shardGroupOf } from '../src/heads/process-group-shards.js';
+
+const [scenario, ...args] = process.argv.slice(2);
+const pg = initProcessGroup();
+const { rank, worldSize } = pg;
+const out = (record: object) => console.log(JSON.stringify({ rank, worldSize, ...record }));
+
+async function collectives() {
+  const sum = torch.tensor([rank + 1, 10 * (rank + 1)]);
+  pg.allReduce(sum, 'sum');
+  const max = torch.tensor([rank, -rank]);
+  pg.allReduce(max, 'max');
+  const avg = torch.tensor([rank * 2]);
+  await pg.allReduceAsync(avg, 'avg');
+  const fromLast = torch.tensor([rank * 100, 7]);
+  pg.broadcast(fromLast, worldSize - 1);
+  const gathered = (await pg.allGatherAsync(torch.tensor([[rank, rank * rank]]))).map((t) => t.toArray());
+  const scattered = pg.reduceScatter(torch.arange(0, 2 * worldSize, 1, { dtype: 'float32' }).add(rank));
+  pg.barrier();
+  await pg.barrierAsync();
+  out({ sum: sum.toArray(), max: max.toArray(), avg: avg.toArray(), broadcast: fromLast.toArray(), gathered, scattered: scattered.toArray() });
+}
+
+/** The same global batch of 8 split over the ranks; no BatchNorm, so the split changes nothing. */
+function train(steps: number, compression: 'none' | 'float16') {
+  torch.manualSeed(1234 + rank); // different initial weights per rank: DDP must broadcast rank 0's
+  const model = new nn.Sequential(new nn.Conv2d(3, 8, 3, { padding: 1 }), new nn.PReLU(8), new nn.Flatten(), new nn.Linear(8 * 8 * 8, 5));
+  const ddp = new DistributedDataParallel(model, pg, { bucketCapMb: 0.01, compression });
+  const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 5e-4 });
+  torch.manualSeed(99);
+  const x = torch.keep(torch.randn([8, 3, 8, 8]));
+  const y = torch.keep(torch.randint(0, 5, [8]));
+  const per = 8 / worldSize;
+  const losses: number[] = [];
+  for (let step = 0; step < steps; step++) {
+    const loss = torch.tidy(() => {
+      const l = torch.crossEntropy(ddp.forward(x.narrow(0, rank * per, per)), y.narrow(0, rank * per, per));
+      optimizer.zeroGrad();
+      l.backward();
+      ddp.syncGradients();
+      optimizer.step();
+      const global = l.detach().clone();
+      pg.allReduce(global, 'avg');
+      return global.item();
+    });
+    losses.push(loss);
+  }
+  const params = torch.tidy(() => model.parameters().map((p) => Array.from(p.data() as Float32Array)));
+  out({ losses, buckets: ddp.buckets.length, params });
+}
+
+/**
+ * Backbone (data parallel) → Partial FC (class centres sharded over the ranks) → ArcFace loss, on
+ * the same global batch of 8 for any world size; the centres start from one seeded matrix.
+ */
+function trainPartialFc(steps: number, sampleRate: number) {
+  torch.manualSeed(1234 + rank);
+  const numClasses = Number(process.env.PFC_CLASSES ?? 12), embeddingSize = 16;
+  const backbone = new nn.Sequential(new nn.Conv2d(3, 4, 3, { padding: 1 }), new nn.PReLU(4), new nn.Flatten(), new nn.Linear(4 * 8 * 8, embeddingSize));
+  const ddp = new DistributedDataParallel(backbone, pg);
+  const pfc = new PartialFC({
+    marginLoss: arcface({ s: 16, m: 0.3 }), embeddingSize, numClasses, sampleRate,
+    optimizer: { type: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 5e-4 }, group: shardGroupOf(pg),
+  });
+  torch.manualSeed(7);
+  const allCentres = torch.keep(torch.randn([numClasses, embeddingSize]).mul(0.01));
+  torch.noGrad(() => pfc.weight.copy_(allCentres.narrow(0, pfc.classStart, pfc.numLocal)));
+  const optimizer = new SGD(backbone.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 5e-4 });
+  const x = torch.keep(torch.randn([8, 3, 8, 8]));
+  // every class of each rank's shard appears among the 8 labels' positives when sampleRate < 1
+  const y = torch.keep(torch.tensor([0, 7, 3, 10, 5, 1, 11, 6], { dtype: 'int64' }));
+  const per = 8 / worldSize;
+  const losses: number[] = [];
+  for (let step = 0; step < steps; step++) {
+    losses.push(
+      torch.tidy(() => {
+        const loss = pfc.forward(ddp.forward(x.narrow(0, rank * per, per)), y.narrow(0, rank * per, per));
+        optimizer.zeroGrad();
+        loss.backward();
+        ddp.syncGradients();
+        optimizer.step();
+        pfc.step(0.1);
+        return loss.item();
+      }),
+    );
+  }
+  const params = torch.tidy(() => backbone.parameters().map((p) => Array.from(p.data() as Float32Array)));
+  const centres = torch.tidy(() => Array.from(pfc.weight.float().data() as Float32Array));
+  // the gathered export (a collective) holds every rank's shard in class order
+  const exportPath = process.env.PFC_EXPORT;
+  if (exportPath) pfc.exportWeight(exportPath);
+  out({ losses, params, centres, classStart: pfc.classStart, numLocal: pfc.numLocal });
+}
+
+async function main() {
+  if (scenario === 'collectives') await collectives();
+  else if (scenario === 'train') train(Number(args[0]), (args[1] ?? 'none') as 'none' | 'float16');
+  else if (scenario === 'pfc') trainPartialFc(Number(args[0]), Number(args[1] ?? 1));
+  else if (scenario === 'die-after' || scenario === 'stall') {
+    const [n, victim] = args.map(Number);
+    const t = torch.ones([1000]);
+    for (let i = 0; ; i++) {
+      if (rank === victim && i === n) {
+        if (scenario === 'die-after') process.kill(process.pid, 'SIGKILL');
+        setInterval(() => {}, 1000); // stall: alive, heartbeating, never entering the collective
+        return;
+      }
+      const started = Date.now();
+      try {
+        pg.allReduce(t);
+      } catch (error) {
+        out({ error: (error as Error).message, afterMs: Date.now() - started });
+        process.exit(3);
+      }
+    }
+  }
+  pg.destroy();
+}
+
+await main();

@@ -1,0 +1,250 @@
+/**
+ * Distributed training with real processes on 127.0.0.1: collectives, data-parallel equivalence
+ * across world sizes, the launcher, and failures (a killed or stalled rank is named, nobody hangs).
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { spawn, execSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import * as torch from '../src/torch/index.js';
+import { repoRoot } from './helpers.js';
+
+const worker = path.join(repoRoot, 'dist', 'test', 'distributed-worker.js');
+const arcface = path.join(repoRoot, 'bin', 'arcface.js');
+let nextPort = 29700 + (process.pid % 200) * 10;
+
+interface Run {
+  code: number | null;
+  records: Record<string, any>[];
+  stderr: string;
+  stdout: string;
+  ms: number;
+}
+
+function collect(command: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Run & { pid: number }> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(command[0], command.slice(1), { env: { ...process.env, ...env }, cwd: repoRoot });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      const records = stdout
+        .split('\n')
+        .map((line) => line.replace(/^\[rank \d+\] /, ''))
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line));
+      resolve({ code, records, stderr, stdout, ms: Date.now() - started, pid: child.pid! });
+    });
+  });
+}
+
+/** Starts `worldSize` workers directly (the torchrun contract by hand). */
+async function runWorkers(worldSize: number, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<Run[]> {
+  const port = nextPort++;
+  return Promise.all(
+    Array.from({ length: worldSize }, (_, rank) =>
+      collect([process.execPath, worker, ...args], { MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), RANK: String(rank), WORLD_SIZE: String(worldSize), ...env }, timeoutMs),
+    ),
+  );
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('collectives (world size 3)', () => {
+  test('allReduce sum/max/avg, broadcast, allGather, reduceScatter, barrier', async () => {
+    const runs = await runWorkers(3, ['collectives']);
+    for (const run of runs) assert.equal(run.code, 0, run.stderr);
+    for (const { records: [r] } of runs) {
+      assert.deepEqual(r.sum, [6, 60]);
+      assert.deepEqual(r.max, [2, 0]);
+      assert.deepEqual(r.avg, [2]);
+      assert.deepEqual(r.broadcast, [200, 7]);
+      assert.deepEqual(r.gathered, [[[0, 0]], [[1, 1]], [[2, 4]]]);
+      // sum over ranks of arange(6) + rank = 3·arange(6) + 3; rank r keeps elements [2r, 2r+2)
+      assert.deepEqual(r.scattered, [0, 1].map((i) => 3 * (2 * r.rank + i) + 3));
+    }
+  });
+});
+
+describe('data parallel', () => {
+  const steps = 5;
+  const trainAt = async (worldSize: number, compression = 'none') => {
+    const runs = await runWorkers(worldSize, ['train', String(steps), compression]);
+    for (const run of runs) assert.equal(run.code, 0, run.stderr);
+    return runs.map((r) => r.records[0]);
+  };
+
+  test('the same global batch gives the same losses and parameters with 1, 2 and 4 processes', async () => {
+    const [one] = await trainAt(1);
+    for (const worldSize of [2, 4]) {
+      const ranks = await trainAt(worldSize);
+      for (const r of ranks) {
+        // Ranks agree exactly: they all apply the same averaged gradients to the same broadcast weights.
+        assert.deepEqual(r.params, ranks[0].params);
+        // Against one process, only the order of float32 sums differs (per-rank means, then the mean
+        // of those): 1e-5 relative covers that rounding after 5 steps of SGD with momentum.
+        r.losses.forEach((loss: number, i: number) => assert.ok(Math.abs(loss - one.losses[i]) <= 1e-5 * Math.abs(one.losses[i]), `step ${i}: ${loss} vs ${one.losses[i]}`));
+        r.params.forEach((p: number[], i: number) =>
+          p.forEach((v, j) => assert.ok(Math.abs(v - one.params[i][j]) <= 1e-5 * (1 + Math.abs(one.params[i][j])), `param ${i}[${j}] ${v} vs ${one.params[i][j]}`)),
+        );
+      }
+      assert.ok(ranks[0].buckets > 1, 'a small bucket cap splits the gradients into several buckets');
+    }
+    assert.ok(one.losses.at(-1) < one.losses[0], 'the loss falls');
+  });
+
+  test('float16 gradient compression stays close to uncompressed training', async () => {
+    const [plain] = await trainAt(2);
+    const [compressed] = await trainAt(2, 'float16');
+    compressed.losses.forEach((loss: number, i: number) => assert.ok(Math.abs(loss - plain.losses[i]) <= 1e-2 * Math.abs(plain.losses[i])));
+  });
+});
+
+describe('model-parallel Partial FC', () => {
+  const runPfc = async (worldSize: number, sampleRate: number, env: NodeJS.ProcessEnv = {}) => {
+    const runs = await runWorkers(worldSize, ['pfc', '4', String(sampleRate)], env);
+    for (const run of runs) assert.equal(run.code, 0, run.stderr);
+    return runs.map((r) => r.records[0]).sort((a, b) => a.rank - b.rank);
+  };
+  // sampleRate 0.5: the batch's 8 positives exceed every shard's sample size, so each shard keeps
+  // exactly its positives and the sampled set is the same for every world size.
+  for (const sampleRate of [1, 0.5]) {
+    test(`sharded centres over 2 and 4 processes train like one process (sampleRate ${sampleRate})`, async () => {
+      const [one] = await runPfc(1, sampleRate);
+      for (const worldSize of [2, 4]) {
+        const ranks = await runPfc(worldSize, sampleRate);
+        // the loss is the same on every rank, and equals one process's up to float32 summation order
+        for (const r of ranks) {
+          assert.deepEqual(r.losses, ranks[0].losses);
+          r.losses.forEach((loss: number, i: number) => assert.ok(Math.abs(loss - one.losses[i]) <= 1e-5 * Math.abs(one.losses[i]), `world ${worldSize} step ${i}: ${loss} vs ${one.losses[i]}`));
+          r.params.forEach((p: number[], i: number) => p.forEach((v, j) => assert.ok(Math.abs(v - one.params[i][j]) <= 1e-5 * (1 + Math.abs(one.params[i][j])))));
+        }
+        // each rank's shard equals the matching rows of the single process's centres
+        const gathered = ranks.flatMap((r) => r.centres);
+        assert.equal(gathered.length, one.centres.length);
+        gathered.forEach((v: number, i: number) => assert.ok(Math.abs(v - one.centres[i]) <= 1e-5 * (1 + Math.abs(one.centres[i])), `centre element ${i}`));
+      }
+      assert.ok(one.losses.at(-1) < one.losses[0]);
+    });
+  }
+});
+
+test('exportWeight gathers unequal shards of 4 processes (14 classes: 4, 4, 3, 3) into one PyTorch file', async () => {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pfc-export-')), 'centres.pt');
+  const runs = await runWorkers(4, ['pfc', '2', '1'], { PFC_EXPORT: file, PFC_CLASSES: '14' });
+  for (const run of runs) assert.equal(run.code, 0, run.stderr);
+  const ranks = runs.map((r) => r.records[0]).sort((a, b) => a.rank - b.rank);
+  const weight = torch.loadStateDict(file).get('weight')!;
+  assert.deepEqual(weight.shape, [14, 16]);
+  assert.deepEqual(ranks.map((r) => r.numLocal), [4, 4, 3, 3]);
+  assert.deepEqual(Array.from(weight.data() as Float32Array), ranks.flatMap((r) => r.centres));
+  weight.dispose();
+  fs.rmSync(path.dirname(file), { recursive: true, force: true });
+});
+
+describe('two machines', () => {
+  // Two network namespaces joined by a veth pair stand in for two hosts; each runs `arcface launch`
+  // with 2 workers, rendezvous over the veth addresses.
+  const canMakeNamespaces = (() => {
+    if (process.getuid?.() !== 0) return 'needs root for ip netns';
+    try {
+      execSync('ip netns add arcface_probe && ip netns del arcface_probe', { stdio: 'ignore' });
+      return true;
+    } catch {
+      return 'ip netns is not available here';
+    }
+  })();
+
+  test('arcface launch --nnodes 2 over a veth pair trains like one process', { skip: canMakeNamespaces === true ? false : canMakeNamespaces }, async () => {
+    const tag = String(process.pid % 10000);
+    const ns = [`afa${tag}`, `afb${tag}`], veth = [`va${tag}`, `vb${tag}`], addr = ['10.77.0.1', '10.77.0.2'];
+    const sh = (cmd: string) => execSync(cmd, { stdio: 'pipe' });
+    try {
+      for (const n of ns) sh(`ip netns add ${n} && ip -n ${n} link set lo up`);
+      sh(`ip link add ${veth[0]} netns ${ns[0]} type veth peer name ${veth[1]} netns ${ns[1]}`);
+      ns.forEach((n, i) => sh(`ip -n ${n} addr add ${addr[i]}/24 dev ${veth[i]} && ip -n ${n} link set ${veth[i]} up`));
+      const port = String(nextPort++);
+      const nodes = await Promise.all(
+        ns.map((n, node) =>
+          collect(
+            ['ip', 'netns', 'exec', n, process.execPath, arcface, 'launch', '--nnodes', '2', '--node-rank', String(node), '--nproc-per-node', '2',
+              '--master-addr', addr[0], '--master-port', port, '--', 'node', worker, 'train', '5'],
+            { GLOO_SOCKET_IFNAME: veth[node] },
+            120_000,
+          ),
+        ),
+      );
+      for (const node of nodes) assert.equal(node.code, 0, node.stdout + node.stderr);
+      const records = nodes.flatMap((n) => n.records);
+      assert.deepEqual(records.map((r) => r.rank).sort(), [0, 1, 2, 3]);
+      for (const r of records) assert.deepEqual(r.losses, records[0].losses);
+      const [one] = (await runWorkers(1, ['train', '5'])).map((r) => r.records[0]);
+      records[0].losses.forEach((loss: number, i: number) => assert.ok(Math.abs(loss - one.losses[i]) <= 1e-5 * Math.abs(one.losses[i])));
+    } finally {
+      for (const n of ns) execSync(`ip netns del ${n} 2>/dev/null || true`);
+    }
+  });
+});
+
+describe('failures', () => {
+  test('a rank killed with SIGKILL is named by the others, which exit non-zero at once', async () => {
+    const runs = await runWorkers(3, ['die-after', '20', '1'], { ARCFACE_DIST_TIMEOUT_MS: '20000' });
+    assert.equal(runs[1].code, null, 'rank 1 was killed');
+    for (const r of [0, 2]) {
+      assert.equal(runs[r].code, 3, runs[r].stderr);
+      const [record] = runs[r].records;
+      assert.match(record.error, /allReduce failed on rank \d of 3: rank 1 is gone/);
+      assert.ok(record.afterMs < 10_000, `noticed after ${record.afterMs} ms`);
+    }
+  });
+
+  test('a stalled rank is named after the timeout', async () => {
+    const runs = await runWorkers(3, ['stall', '5', '2'], { ARCFACE_DIST_TIMEOUT_MS: '2000' }, 30_000);
+    for (const r of [0, 1]) {
+      assert.equal(runs[r].code, 3, runs[r].stderr);
+      const [record] = runs[r].records;
+      assert.match(record.error, /rank 2 has not entered it \(it is at collective 5, this rank at 6\)/);
+      assert.ok(record.afterMs >= 2000 && record.afterMs < 15_000, `failed after ${record.afterMs} ms`);
+    }
+    assert.equal(runs[2].code, null, 'the stalled rank was left running until the test killed it');
+  });
+
+  test('arcface launch stops every worker when one dies and names it', async () => {
+    const port = nextPort++;
+    const run = await collect(
+      [process.execPath, arcface, 'launch', '--nproc-per-node', '3', '--master-port', String(port), '--', 'node', worker, 'die-after', '20', '1'],
+      { ARCFACE_DIST_TIMEOUT_MS: '20000' },
+      60_000,
+    );
+    assert.equal(run.code, 137);
+    assert.match(run.stderr, /arcface launch: worker rank 1 killed by SIGKILL; stopped the other workers/);
+    assert.ok(run.ms < 30_000);
+    await new Promise((r) => setTimeout(r, 200));
+    // this checkout's workers only: another checkout's test run may have its own
+    const leftovers = execSync(`pgrep -f "${worker.replace(/\./g, '[.]')} die-after" || true`, { encoding: 'utf8' }).trim();
+    assert.equal(leftovers, '', 'no worker is left behind');
+    assert.ok(!alive(run.pid));
+  });
+
+  test('launch flags: torchrun spellings, bad values are clear errors', async () => {
+    const { parseLaunchArgs } = await import('../src/distributed/launcher.js');
+    assert.deepEqual(parseLaunchArgs(['--nproc_per_node=2', '--nnodes', '2', '--node_rank=1', '--master-addr', '10.0.0.1', '--', 'x']), {
+      options: { nprocPerNode: 2, nnodes: 2, nodeRank: 1, masterAddr: '10.0.0.1', masterPort: 29500 },
+      rest: ['x'],
+    });
+    assert.throws(() => parseLaunchArgs(['--nproc-per-node', 'two']), /--nproc-per-node needs a non-negative integer, got two/);
+    assert.throws(() => parseLaunchArgs(['--nnodes', '2', '--node-rank', '2', 'x']), /--node-rank 2 must be below --nnodes 2/);
+  });
+});
