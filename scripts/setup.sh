@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Sets up arcface-ts on a fresh Debian 12 machine: system packages, npm packages, the native addon,
 # the TypeScript build. Idempotent: each step runs only when its result is missing or stale.
-#   --with-python-torch   also install Debian's python3-torch (PyTorch 1.13) and python3-sklearn, used by
+#   --with-python-torch   also install Debian's python3-torch (PyTorch 1.13), python3-sklearn and python3-pil, used by
 #                         the tests that compute PyTorch's side live (test/reference/) or check our files
 #                         in PyTorch, and by the fixture scripts (test/fixtures/make_*.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libtorch-dev libopenblas0-pthread libgloo-dev libturbojpeg0-dev libpng-dev g++ make python3)
-[[ " $* " == *" --with-python-torch "* ]] && packages+=(python3-torch python3-sklearn)
+[[ " $* " == *" --with-python-torch "* ]] && packages+=(python3-torch python3-sklearn python3-pil)
 
 missing=()
 for p in "${packages[@]}"; do

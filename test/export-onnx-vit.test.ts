@@ -3,7 +3,8 @@
  * weights (attention far from uniform) and the two scaled-down arcface_torch models of
  * test/fixtures/make_vit_fixtures.py (LayerNorm with qkv bias; the per-patch BatchNorm variant)
  * give libtorch's eval-mode embeddings at batch sizes 1 and 7 from one file, with batch norms kept
- * and folded, and the small models PyTorch's own eval embeddings; the default opsets; the CLI.
+ * and folded, and the small models PyTorch's own eval embeddings (computed live on this machine by
+ * arcface_torch's traced graphs: test/reference/torch_reference.py vit); the default opsets; the CLI.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +19,7 @@ import { exportOnnx, writeOnnx } from '../src/export/index.js';
 import { exportCommand } from '../src/cli/export.js';
 import { fixturePath } from './helpers.js';
 import { deterministicInput } from './backbone-weights.js';
+import { torchReference, torchReferenceSkip } from './torch-reference.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'export-onnx-vit-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -43,16 +45,15 @@ function randomize(model: VisionTransformer): void {
   });
 }
 
-/** The scaled-down fixture model with the weights PyTorch saved, and PyTorch's eval embedding of deterministicInput(4). */
-function fixtureModel(key: 'small_ln' | 'small_bn'): { model: VisionTransformer; pytorchEval: number[] } {
-  const outputs = JSON.parse(fs.readFileSync(fixturePath('vit_outputs.json'), 'utf8'));
-  const c = outputs[key].config;
+/** The scaled-down fixture model with the weights PyTorch saved. */
+function fixtureModel(key: 'small_ln' | 'small_bn'): VisionTransformer {
+  const c = JSON.parse(fs.readFileSync(fixturePath('vit_small.json'), 'utf8'))[key];
   const model = new VisionTransformer({
     imgSize: 112, patchSize: 9, embeddingSize: c.num_classes, embedDim: c.embed_dim, depth: c.depth, numHeads: c.num_heads,
     qkvBias: c.qkv_bias, dropPathRate: c.drop_path_rate, normLayer: c.norm_layer, maskRatio: c.mask_ratio,
   });
   torch.tidy(() => model.loadStateDict(torch.loadStateDict(fixturePath(`vit_${key}.pt`)), { strict: true }));
-  return { model, pytorchEval: outputs[key].eval };
+  return model;
 }
 
 /**
@@ -117,16 +118,19 @@ for (const [key, expected] of [
   // 2 blocks × 2 per-patch norms + the final norm stay (they follow an Add)
   ['small_bn', { opset: 13, folded: 2, batchNorms: 7 }],
 ] as const) {
-  test(`${key} (arcface_torch's weights): onnxruntime gives libtorch's embeddings (batch 1 and 7) and PyTorch's within 1e-4, opset ${expected.opset}`, async () => {
+  test(`${key} (arcface_torch's weights): onnxruntime gives libtorch's embeddings (batch 1 and 7) and PyTorch's within 1e-4, opset ${expected.opset}`, async (t) => {
     torch.manualSeed(12);
-    const { model, pytorchEval } = fixtureModel(key);
+    const model = fixtureModel(key);
     try {
       await assertExportMatches(key, model, expected);
-      const x = deterministicInput(4);
-      const got = await runOnnx(path.join(dir, `${key}-false.onnx`), x);
-      const want = torch.tensor(Float32Array.from(pytorchEval), { shape: got.shape });
-      assert.ok(maxDiff(got, want) <= 1e-4, `${key}: onnxruntime vs PyTorch max |difference| ${maxDiff(got, want)}`);
-      torch.dispose(x, got, want);
+      await t.test('onnxruntime gives PyTorch\'s eval embedding (live reference)', { skip: torchReferenceSkip }, async () => {
+        const pytorchEval = torchReference<Record<typeof key, { eval: number[] }>>('vit')[key].eval;
+        const x = deterministicInput(4);
+        const got = await runOnnx(path.join(dir, `${key}-false.onnx`), x);
+        const want = torch.tensor(Float32Array.from(pytorchEval), { shape: got.shape });
+        assert.ok(maxDiff(got, want) <= 1e-4, `${key}: onnxruntime vs PyTorch max |difference| ${maxDiff(got, want)}`);
+        torch.dispose(x, got, want);
+      });
     } finally {
       model.dispose();
     }
