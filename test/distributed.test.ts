@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { spawn, execSync } from 'node:child_process';
+import { spawn, spawnSync, execSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import * as torch from '../src/torch/index.js';
@@ -236,6 +236,25 @@ describe('failures', () => {
     const leftovers = execSync(`pgrep -f "${worker.replace(/\./g, '[.]')} die-after" || true`, { encoding: 'utf8' }).trim();
     assert.equal(leftovers, '', 'no worker is left behind');
     assert.ok(!alive(run.pid));
+  });
+
+  test('the launcher shares the cores out (OMP and BLAS) unless the user set OMP_NUM_THREADS — also when the engine is loaded', () => {
+    const share = String(Math.max(1, Math.floor(os.availableParallelism() / 2)));
+    const printThreads = `console.log(process.env.OMP_NUM_THREADS + ' ' + process.env.OPENBLAS_NUM_THREADS + ' ' + (process.env.ARCFACE_THREADS_CHOSEN ?? '-'))`;
+    // a launcher in a process whose engine chose the thread count itself, as `arcface train --nproc-per-node 2` is
+    const script = `
+      await import(${JSON.stringify(path.join(repoRoot, 'dist', 'src', 'torch', 'index.js'))});
+      const { launch } = await import(${JSON.stringify(path.join(repoRoot, 'dist', 'src', 'distributed', 'launcher.js'))});
+      process.exitCode = await launch({ nprocPerNode: 2, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: 29500, command: [process.execPath, '-e', ${JSON.stringify(printThreads)}] });`;
+    const env = { ...process.env };
+    for (const k of ['OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'ARCFACE_NUM_THREADS', 'ARCFACE_THREADS_CHOSEN']) delete env[k];
+    const engine = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env });
+    assert.equal(engine.status, 0, engine.stderr);
+    assert.deepEqual(engine.stdout.trim().split('\n').map((l) => l.replace(/^\[rank \d\] /, '')), [`${share} ${share} -`, `${share} ${share} -`]);
+    // a user's OMP_NUM_THREADS goes to every worker as it is
+    const user = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...env, OMP_NUM_THREADS: '3' } });
+    assert.equal(user.status, 0, user.stderr);
+    assert.deepEqual(user.stdout.trim().split('\n').map((l) => l.replace(/^\[rank \d\] /, '').split(' ')[0]), ['3', '3']);
   });
 
   test('launch flags: torchrun spellings, bad values are clear errors', async () => {

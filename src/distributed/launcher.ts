@@ -86,9 +86,12 @@ export function launch(o: LaunchOptions): Promise<number> {
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigterm);
 
-  // As torchrun, keep the workers from oversubscribing the cores: unless OMP_NUM_THREADS is set,
-  // each gets its share of this machine's cores (torchrun gives 1; a CPU worker needs its share).
-  const threads = process.env.OMP_NUM_THREADS ?? String(Math.max(1, Math.floor(os.availableParallelism() / o.nprocPerNode)));
+  // As torchrun, keep the workers from oversubscribing the cores: unless the user set OMP_NUM_THREADS
+  // (not the engine of this process: ARCFACE_THREADS_CHOSEN), each gets its share of this machine's
+  // cores, for OpenMP and BLAS alike (torchrun gives 1; a CPU worker needs its share).
+  const userSet = process.env.OMP_NUM_THREADS !== undefined && process.env.ARCFACE_THREADS_CHOSEN === undefined;
+  const share = String(Math.max(1, Math.floor(os.availableParallelism() / o.nprocPerNode)));
+  const threadEnv = userSet ? { OMP_NUM_THREADS: process.env.OMP_NUM_THREADS } : { OMP_NUM_THREADS: share, OPENBLAS_NUM_THREADS: share, ARCFACE_THREADS_CHOSEN: undefined };
 
   return new Promise((resolve) => {
     let running = o.nprocPerNode;
@@ -105,7 +108,7 @@ export function launch(o: LaunchOptions): Promise<number> {
           WORLD_SIZE: String(worldSize),
           LOCAL_WORLD_SIZE: String(o.nprocPerNode),
           GROUP_RANK: String(o.nodeRank),
-          OMP_NUM_THREADS: threads,
+          ...threadEnv,
         },
       });
       for (const [stream, out] of [[child.stdout!, process.stdout], [child.stderr!, process.stderr]] as const) {

@@ -10,7 +10,10 @@ import { existsSync } from 'node:fs';
 
 // Intra-op threads: ARCFACE_NUM_THREADS, else OMP_NUM_THREADS as PyTorch reads it (the launcher
 // sets it to share the cores among workers), else every core; set before libtorch and BLAS load.
+// When this process chose the count itself it says so (ARCFACE_THREADS_CHOSEN), so that a launcher
+// started from here (`arcface train --nproc-per-node N`) still shares the cores out among its workers.
 const threads = process.env.ARCFACE_NUM_THREADS ?? process.env.OMP_NUM_THREADS ?? String(os.availableParallelism());
+if (process.env.OMP_NUM_THREADS === undefined) process.env.ARCFACE_THREADS_CHOSEN = '1';
 process.env.OMP_NUM_THREADS ??= threads;
 process.env.OPENBLAS_NUM_THREADS ??= threads;
 
