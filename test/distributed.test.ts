@@ -152,10 +152,9 @@ test("implementation 'ops' over 2 processes: the same samples as the fused kerne
   };
   const fused = await run('fused');
   const ops = await run('ops');
-  // Each step compares values that went through the step before: cosines agree to a float32 ulp
-  // or two (GEMM order, norms), s = 16 here, and 4 steps of SGD with momentum compound that;
-  // 1e-5 relative is the single-process tests' bound for the same model.
-  const close = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * (1 + Math.abs(b));
+  // Cosines agree to a float32 rounding or two (GEMM order, norms: heads-partial-fc-ops.test.ts),
+  // s = 16 here, and 4 steps of SGD with momentum compound that: 5e-6 relative (seen: 7.4e-7).
+  const close = (a: number, b: number) => Math.abs(a - b) <= 5e-6 * (1 + Math.abs(b));
   for (const [i, r] of ops.entries()) {
     const f = fused[i];
     assert.deepEqual(r.samples, f.samples, `rank ${r.rank}: the same sampled rows at every step`);
