@@ -50,21 +50,32 @@ interface RowSet {
   index?: Tensor;
 }
 
-const gatherRows = (t: Tensor, rows: RowSet): Tensor => (rows.index ? torch.indexSelect(t, 0, rows.index) : t.narrow(0, rows.start, rows.count));
+/** A new tensor holding those rows of t in `dtype` (the caller may change it in place). */
+function copyRows(t: Tensor, rows: RowSet, dtype: torch.Dtype): Tensor {
+  if (rows.index) return torch.indexSelect(t, 0, rows.index).to(dtype);  // index_select copies; to() of a new tensor is that tensor or a new one
+  const view = t.narrow(0, rows.start, rows.count);
+  return view.dtype === dtype ? view.clone() : view.to(dtype);
+}
 
 function writeRows(t: Tensor, rows: RowSet, values: Tensor): void {
   if (rows.index) torch.inplace.indexCopy(t, 0, rows.index, values);
   else t.narrow(0, rows.start, rows.count).copy_(values);
 }
 
-/** One tile of the forward: its stored exp values and, for the backward, its normalised rows. */
-interface ForwardTile {
+/** A tile's rows of the shard in the math dtype: as stored, normalised, and their norms. */
+interface TileRows {
+  /** the rows [cols, D] (a copy: the update may change it in place) */
+  rows: Tensor;
+  /** rows × 1/max(‖w‖, eps) */
+  rowsHat: Tensor;
+  /** ‖w‖ [cols] */
+  norms: Tensor;
+}
+
+/** One tile of the forward: its stored exp values and its rows. */
+interface ForwardTile extends TileRows {
   /** exp(x − tile max) [B, cols] in the storage dtype, negative where no gradient passes */
   exp: Tensor;
-  /** normalised rows [cols, D], math dtype */
-  rowsHat: Tensor;
-  /** ‖w‖ of the rows [cols] */
-  norms: Tensor;
 }
 
 /** The batch entries whose target centre is in one tile: row i, column j of the tile. */
@@ -73,6 +84,13 @@ interface TileTargets {
   rows?: Tensor;
   cols?: Tensor;
 }
+
+/**
+ * What a step does to some rows: grad = ∂loss/∂w of those rows (math dtype, not to be changed),
+ * w = a copy of the rows in the math dtype (the update may change it), position = where the first
+ * is in the sample (or the accumulator).
+ */
+type Update = (rows: RowSet, grad: Tensor, w: Tensor, position: number) => void;
 
 /** Runs fn with autocast off on every device: the math is float32 (or float64) as the kernel's. */
 const noAutocast = <T>(fn: () => T): T =>
@@ -256,7 +274,7 @@ export class OpsKernel implements PartialFcKernelHandle {
 
   rowGrads(): Tensor {
     const out = torch.empty([this.numSampled, this.dim], { dtype: this.math, device: this.device });
-    this.forEachSampledRow('rowGrads()', (rows, grad, position) => out.narrow(0, position, rows.count).copy_(grad));
+    this.forEachSampledRow('rowGrads()', (rows, grad, _w, position) => out.narrow(0, position, rows.count).copy_(grad));
     return out;
   }
 
@@ -284,7 +302,7 @@ export class OpsKernel implements PartialFcKernelHandle {
       }
       if (need > have) this.accGrad.narrow(0, have, need - have).zero_();  // fresh slots: 0 + g = g
       const slotIndex = torch.tensor(slots, { dtype: 'int64', device: this.device });
-      this.forEachSampledRow('accumulateGrad()', (rows, grad, position) =>
+      this.forEachSampledRow('accumulateGrad()', (rows, grad, _w, position) =>
         torch.inplace.indexAdd(this.accGrad!, 0, slotIndex.narrow(0, position, rows.count), grad),
       );
     });
@@ -309,16 +327,15 @@ export class OpsKernel implements PartialFcKernelHandle {
     if (momentum && !(momentumBuffer && this.likeShard(momentumBuffer))) {
       throw new Error('PartialFC.step(): the momentum buffer must be a contiguous tensor shaped and typed like the shard');
     }
-    this.forEachUpdateRow('step()', (rows, grad) => {
+    this.forEachUpdateRow('step()', (rows, grad, w) => {
       const weight = this.weight!;
       // torch.optim.SGD on these rows (dampening 0): d = g + wd·w; buf = mu·buf + d; w −= lr·buf
-      const w = gatherRows(weight, rows).to(this.math);
       let b = grad.add(w, o.weightDecay);
       if (momentum) {
-        b = gatherRows(momentumBuffer!, rows).to(this.math).mul(o.momentum).add(b);
+        b = copyRows(momentumBuffer!, rows, this.math).mul_(o.momentum).add_(b);
         writeRows(momentumBuffer!, rows, b.to(weight.dtype));
       }
-      writeRows(weight, rows, w.sub(b, o.lr).to(weight.dtype));
+      writeRows(weight, rows, w.sub_(b, o.lr).to(weight.dtype));
     });
     this.endStep();
   }
@@ -334,21 +351,21 @@ export class OpsKernel implements PartialFcKernelHandle {
     if (steps.ndim !== 1 || steps.shape[0] !== this.numLocal || steps.dtype !== 'int32' || !steps.isContiguous()) {
       throw new Error(`PartialFC.step(): AdamW step counts must be int32 [${this.numLocal}]`);
     }
-    this.forEachUpdateRow('step()', (rows, grad) => {
+    this.forEachUpdateRow('step()', (rows, grad, w) => {
       const weight = this.weight!, store = weight.dtype;
       // each row counts its own updates: its bias corrections, in float64 then rounded, as the kernel's
-      const n = gatherRows(steps, rows).add(1);
+      const n = copyRows(steps, rows, 'int32').add_(1);
       writeRows(steps, rows, n);
       const t = n.to('float64');
       const stepSize = torch.rsub(torch.scalarPow(o.beta1, t), 1).reciprocal().mul(o.lr).to(this.math).unsqueeze(1);
       const bc2Sqrt = torch.sqrt(torch.rsub(torch.scalarPow(o.beta2, t), 1)).to(this.math).unsqueeze(1);
-      const m = gatherRows(expAvg, rows).to(this.math).mul(o.beta1).add(grad, 1 - o.beta1);
-      const v = torch.addcmul(gatherRows(expAvgSq, rows).to(this.math).mul(o.beta2), grad, grad, 1 - o.beta2);
+      // m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²; w = w·(1 − lr·wd) − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps)
+      const m = copyRows(expAvg, rows, this.math).mul_(o.beta1).add_(grad, 1 - o.beta1);
+      const v = torch.inplace.addcmul(copyRows(expAvgSq, rows, this.math).mul_(o.beta2), grad, grad, 1 - o.beta2);
       writeRows(expAvg, rows, m.to(store));
       writeRows(expAvgSq, rows, v.to(store));
-      const w = gatherRows(weight, rows).to(this.math).mul(1 - o.lr * o.weightDecay);
-      const update = m.div(torch.sqrt(v).div(bc2Sqrt).add(o.eps)).mul(stepSize);
-      writeRows(weight, rows, w.sub(update).to(store));
+      const update = m.div(torch.sqrt(v).div_(bc2Sqrt).add_(o.eps)).mul_(stepSize);
+      writeRows(weight, rows, w.mul_(1 - o.lr * o.weightDecay).sub_(update).to(store));
     });
     this.endStep();
   }
@@ -397,11 +414,11 @@ export class OpsKernel implements PartialFcKernelHandle {
     return this.index ? { start, count, index: this.index.narrow(0, start, count) } : { start, count };
   }
 
-  /** Tile t's rows of the shard in the math dtype, normalised: w × 1/max(‖w‖, eps); the norms are computed unless given. */
-  private gatherTile(t: number, norms?: Tensor): { rowsHat: Tensor; norms: Tensor } {
-    const w = gatherRows(this.weight!, this.tileRowSet(t)).to(this.math);
-    const n = norms ?? torch.norm(w, 2, 1);
-    return { rowsHat: w.mul(torch.reciprocal(torch.clamp(n, NORM_EPS)).unsqueeze(1)), norms: n };
+  /** Tile t's rows of the shard in the math dtype, and normalised: w × 1/max(‖w‖, eps); the norms are computed unless given. */
+  private gatherTile(t: number, norms?: Tensor): TileRows {
+    const rows = copyRows(this.weight!, this.tileRowSet(t), this.math);
+    const n = norms ?? torch.norm(rows, 2, 1);
+    return { rows, rowsHat: rows.mul(torch.reciprocal(torch.clamp(n, NORM_EPS)).unsqueeze(1)), norms: n };
   }
 
   /**
@@ -442,11 +459,11 @@ export class OpsKernel implements PartialFcKernelHandle {
     }
     // the sign marks the entries that pass no gradient (exp values are never negative)
     const exp = torch.where(zero, torch.neg(e), e).to(this.weight!.dtype);
-    return { exp, rowsHat: tile.rowsHat, norms: tile.norms };
+    return { exp, ...tile };
   }
 
   /** Tile t's exp values and normalised rows, kept or recomputed. */
-  private tileValues(t: number): { exp: Tensor; rowsHat: Tensor; norms: Tensor } {
+  private tileValues(t: number): ForwardTile {
     if (this.recompute) return this.forwardTile(t);
     const { exp, norms } = this.kept[t];
     return { exp, ...this.gatherTile(t, norms) };
@@ -482,36 +499,38 @@ export class OpsKernel implements PartialFcKernelHandle {
   // ------------------------------------------------------------------ updates
 
   /**
-   * Runs update(rows, ∂loss/∂w of those rows, position of the first in the sample) tile by tile over
-   * the sampled rows; the gradient is F.normalize's backward of Gᵀ·x̂ (scaled by the backward's ∂loss).
+   * Runs update(rows, ∂loss/∂w of those rows, a copy of the rows in the math dtype, position of the
+   * first in the sample) tile by tile over the sampled rows; the gradient is F.normalize's backward
+   * of Gᵀ·x̂ (scaled by the backward's ∂loss).
    */
-  private forEachSampledRow(what: string, update: (rows: RowSet, grad: Tensor, position: number) => void): void {
+  private forEachSampledRow(what: string, update: Update): void {
     this.expectGradient(what);
     const coef = (this.margin.s * this.backwardScale()! * this.gradFactor) / this.batch;
     this.run(() => {
       for (let t = 0; t < this.numTiles(); t++) {
         torch.tidy(() => {
-          const { exp, rowsHat, norms } = this.tileValues(t);
+          const { exp, rows, rowsHat, norms } = this.tileValues(t);
           const gradHat = torch.mm(this.tileGrad(t, exp, coef).t(), this.xhat!);
           // (g − ŵ(ŵ·g)) / ‖w‖ where ‖w‖ ≥ eps; g / eps below (clamp_min passes no gradient to the norm)
           const small = torch.lt(norms, NORM_EPS).unsqueeze(1);
           const dot = torch.maskedFill(rowsHat.mul(gradHat).sum(1, { keepdim: true }), small, 0);
-          const grad = gradHat.sub(rowsHat.mul(dot)).mul(torch.reciprocal(torch.clamp(norms, NORM_EPS)).unsqueeze(1));
-          update(this.tileRowSet(t), grad, t * this.tileRows);
+          const grad = torch.inplace.addcmul(gradHat, rowsHat, dot, -1).mul_(torch.reciprocal(torch.clamp(norms, NORM_EPS)).unsqueeze(1));
+          update(this.tileRowSet(t), grad, rows, t * this.tileRows);
         });
       }
     });
   }
 
   /** The same over the accumulated rows (in tiles), then empties the accumulator. */
-  private forEachAccumulatedRow(update: (rows: RowSet, grad: Tensor) => void): void {
+  private forEachAccumulatedRow(update: Update): void {
     const n = this.accRows.length;
     this.run(() => {
       for (let start = 0; start < n; start += this.tileRows) {
         torch.tidy(() => {
           const count = Math.min(this.tileRows, n - start);
           const index = torch.tensor(this.accRows.slice(start, start + count), { dtype: 'int64', device: this.device });
-          update({ start, count, index }, this.accGrad!.narrow(0, start, count));
+          const rows = { start, count, index };
+          update(rows, this.accGrad!.narrow(0, start, count), copyRows(this.weight!, rows, this.math), start);
         });
       }
     });
@@ -520,7 +539,7 @@ export class OpsKernel implements PartialFcKernelHandle {
   }
 
   /** What a step updates: the accumulated rows if any (the pending backward folded in), else the sample. */
-  private forEachUpdateRow(what: string, update: (rows: RowSet, grad: Tensor) => void): void {
+  private forEachUpdateRow(what: string, update: Update): void {
     if (this.accRows.length === 0) return this.run(() => this.forEachSampledRow(what, update));
     if (this.pendingBackward()) this.accumulate();
     this.forEachAccumulatedRow(update);
