@@ -185,6 +185,9 @@ for (const storage of ['float64', 'float32', 'bfloat16', 'float16'] as CentreSto
               }
               assert.throws(() => ops.step(), /PartialFC.step\(\): no gradient to apply/);
             }
+            // one state dict layout: the same keys, dtypes and shapes (loadStateDict above is strict)
+            const layout = (h: PartialFC) => [...h.stateDict()].map(([k, t]) => [k, t.dtype, t.shape.join('×'), t.isContiguous()]);
+            assert.deepEqual(layout(ops), layout(fused));
           });
         });
       }

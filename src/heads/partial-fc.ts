@@ -20,6 +20,9 @@
  * sampled) until step() applies the sum. With 16-bit storage the softmax values are 16-bit too
  * (the loss is computed before rounding; the gradient sees p to 8 or 11 bits).
  *
+ * `implementation: 'ops'` swaps the kernel for ./partial-fc-ops.ts: the same phases written from
+ * libtorch tensor ops (the implementation for CUDA shards), held equal to the kernel on the CPU.
+ *
  * Multi-process: forward() calls the ShardGroup between the kernel's phases (./shard-group.ts):
  * all-gather of embeddings and labels, all-reduce MAX of the row max, all-reduce SUM of the
  * softmax denominators and target probabilities. With one process these are identities.
