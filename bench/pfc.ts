@@ -5,12 +5,14 @@
  *     bytes per class each head holds: shard + optimizer state + the kernel's buffers, counted
  *     (two heads share one process, so RSS cannot tell them apart; `arcface bench pfc` measures RSS)
  *   --compare sample-rate: r = 0.1 against 1.0
+ *   --compare implementation: the fused CPU kernel against implementation 'ops' (libtorch ops, the
+ *     CUDA path) at r = 0.1, logits from --logits (default keep)
  * Each case also counts the GEMM work of a step without recomputation (3 products of 2·B·S·D) to
  * give a useful GFLOP/s.
- *   node dist/bench/pfc.js [--compare logits|sample-rate] [--num-classes 1000000] [--reps 8] [--storage float32]
+ *   node dist/bench/pfc.js [--compare logits|sample-rate|implementation] [--num-classes 1000000] [--reps 8] [--storage float32] [--logits keep]
  */
 import * as torch from '../src/torch/index.js';
-import { PartialFC, arcface, type CentreStorage, type LogitsMode } from '../src/heads/index.js';
+import { PartialFC, arcface, type CentreStorage, type LogitsMode, type PartialFCImplementation } from '../src/heads/index.js';
 import { emit, interleave, round, argValue, argNumber } from './harness.js';
 
 const compare = argValue('compare', 'logits');
@@ -19,10 +21,13 @@ const reps = argNumber('reps', 8);
 const storage = argValue('storage', 'float32') as CentreStorage;
 const batch = 128, dim = 512;
 
-const cases: Record<string, { sampleRate: number; logits: LogitsMode }> =
+const logitsMode = argValue('logits', 'keep') as LogitsMode;
+const cases: Record<string, { sampleRate: number; logits: LogitsMode; implementation?: PartialFCImplementation }> =
   compare === 'sample-rate'
     ? { 'r=0.1': { sampleRate: 0.1, logits: 'keep' }, 'r=1': { sampleRate: 1, logits: 'keep' } }
-    : { keep: { sampleRate: 0.1, logits: 'keep' }, recompute: { sampleRate: 0.1, logits: 'recompute' } };
+    : compare === 'implementation'
+      ? { fused: { sampleRate: 0.1, logits: logitsMode, implementation: 'fused' }, ops: { sampleRate: 0.1, logits: logitsMode, implementation: 'ops' } }
+      : { keep: { sampleRate: 0.1, logits: 'keep' }, recompute: { sampleRate: 0.1, logits: 'recompute' } };
 const heads = new Map<string, PartialFC>();
 for (const [name, c] of Object.entries(cases)) {
   heads.set(name, new PartialFC({
@@ -41,7 +46,7 @@ const times = interleave(Object.fromEntries([...heads].map(([name, pfc]) => [nam
 for (const [name, t] of Object.entries(times)) {
   const pfc = heads.get(name)!;
   emit({
-    bench: 'pfc_step', case: name, num_classes: numClasses, storage, batch, sample_rate: pfc.sampleRate, logits: pfc.logits, ...t,
+    bench: 'pfc_step', case: name, num_classes: numClasses, storage, batch, sample_rate: pfc.sampleRate, logits: pfc.logits, implementation: pfc.implementation, ...t,
     gemm_gflops: round((3 * 2 * batch * pfc.numSample * dim) / (t.medianMs / 1000) / 1e9),
     bytes_per_class: round(held(pfc) / numClasses),
   });

@@ -2,12 +2,13 @@
  * Worker process for test/distributed.test.ts: started with the torchrun environment, runs one scenario
  * and prints one JSON line with what it saw.
  *   node dist/test/distributed-worker.js collectives | train <steps> [compression] | pfc <steps> [sampleRate] | die-after <n> <rank> | stall <rank>
+ * pfc reads PFC_CLASSES (default 12), PFC_IMPLEMENTATION ('fused' or 'ops') and PFC_EXPORT (a path to exportWeight to).
  */
 import * as torch from '../src/torch/index.js';
 import * as nn from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
 import { initProcessGroup, DistributedDataParallel } from '../src/distributed/index.js';
-import { PartialFC, arcface } from '../src/heads/index.js';
+import { PartialFC, arcface, type PartialFCImplementation } from '../src/heads/index.js';
 import { shardGroupOf } from '../src/heads/process-group-shards.js';
 
 const [scenario, ...args] = process.argv.slice(2);
@@ -71,6 +72,7 @@ function trainPartialFc(steps: number, sampleRate: number) {
   const pfc = new PartialFC({
     marginLoss: arcface({ s: 16, m: 0.3 }), embeddingSize, numClasses, sampleRate,
     optimizer: { type: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 5e-4 }, group: shardGroupOf(pg),
+    implementation: (process.env.PFC_IMPLEMENTATION ?? 'fused') as PartialFCImplementation,
   });
   torch.manualSeed(7);
   const allCentres = torch.keep(torch.randn([numClasses, embeddingSize]).mul(0.01));
@@ -80,11 +82,12 @@ function trainPartialFc(steps: number, sampleRate: number) {
   // every class of each rank's shard appears among the 8 labels' positives when sampleRate < 1
   const y = torch.keep(torch.tensor([0, 7, 3, 10, 5, 1, 11, 6], { dtype: 'int64' }));
   const per = 8 / worldSize;
-  const losses: number[] = [];
+  const losses: number[] = [], samples: number[][] = [];
   for (let step = 0; step < steps; step++) {
     losses.push(
       torch.tidy(() => {
         const loss = pfc.forward(ddp.forward(x.narrow(0, rank * per, per)), y.narrow(0, rank * per, per));
+        samples.push(Array.from(pfc.sampledIndex().data() as BigInt64Array, Number));
         optimizer.zeroGrad();
         loss.backward();
         ddp.syncGradients();
@@ -99,7 +102,7 @@ function trainPartialFc(steps: number, sampleRate: number) {
   // the gathered export (a collective) holds every rank's shard in class order
   const exportPath = process.env.PFC_EXPORT;
   if (exportPath) pfc.exportWeight(exportPath);
-  out({ losses, params, centres, classStart: pfc.classStart, numLocal: pfc.numLocal });
+  out({ losses, params, centres, samples, classStart: pfc.classStart, numLocal: pfc.numLocal });
 }
 
 async function main() {

@@ -141,6 +141,31 @@ describe('model-parallel Partial FC', () => {
   }
 });
 
+test("implementation 'ops' over 2 processes: the same samples as the fused kernel, and the same training up to float32 rounding", async () => {
+  // 40 classes, 20 per rank, sampleRate 0.5: rank 0 holds all 8 positives and draws 2 negatives,
+  // rank 1 draws 10 negatives, so both ranks really sample (from generators seeded alike)
+  const env = { PFC_CLASSES: '40' };
+  const run = async (implementation: string) => {
+    const runs = await runWorkers(2, ['pfc', '4', '0.5'], { ...env, PFC_IMPLEMENTATION: implementation });
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    return runs.map((r) => r.records[0]).sort((a, b) => a.rank - b.rank);
+  };
+  const fused = await run('fused');
+  const ops = await run('ops');
+  // Cosines agree to a float32 rounding or two (GEMM order, norms: heads-partial-fc-ops.test.ts),
+  // s = 16 here, and 4 steps of SGD with momentum compound that: 5e-6 relative (seen: 7.4e-7).
+  const close = (a: number, b: number) => Math.abs(a - b) <= 5e-6 * (1 + Math.abs(b));
+  for (const [i, r] of ops.entries()) {
+    const f = fused[i];
+    assert.deepEqual(r.samples, f.samples, `rank ${r.rank}: the same sampled rows at every step`);
+    assert.equal(r.samples[0].length, 10);
+    r.losses.forEach((loss: number, s: number) => assert.ok(close(loss, f.losses[s]), `rank ${r.rank} step ${s}: loss ${loss} vs ${f.losses[s]}`));
+    r.params.forEach((p: number[], k: number) => p.forEach((v, j) => assert.ok(close(v, f.params[k][j]), `rank ${r.rank} param ${k}[${j}] ${v} vs ${f.params[k][j]}`)));
+    r.centres.forEach((v: number, j: number) => assert.ok(close(v, f.centres[j]), `rank ${r.rank} centre element ${j}: ${v} vs ${f.centres[j]}`));
+  }
+  assert.notDeepEqual(ops[0].samples[0], ops[0].samples[1], 'the sample changes from step to step');
+});
+
 test('exportWeight gathers unequal shards of 4 processes (14 classes: 4, 4, 3, 3) into one PyTorch file', async () => {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pfc-export-')), 'centres.pt');
   const runs = await runWorkers(4, ['pfc', '2', '1'], { PFC_EXPORT: file, PFC_CLASSES: '14' });

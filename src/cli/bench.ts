@@ -13,7 +13,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as torch from '../torch/index.js';
-import { PartialFC, arcface, type CentreStorage, type LogitsMode } from '../heads/index.js';
+import { PartialFC, arcface, type CentreStorage, type LogitsMode, type PartialFCImplementation } from '../heads/index.js';
 import { usage } from './help.js';
 
 interface PfcBenchOptions {
@@ -26,6 +26,7 @@ interface PfcBenchOptions {
   storage: CentreStorage;
   optimizer: 'sgd' | 'adamw';
   logits: LogitsMode;
+  implementation: PartialFCImplementation;
   tileRows?: number;
   json: boolean;
 }
@@ -46,7 +47,7 @@ export async function bench(args: string[]): Promise<number> {
 function parse(args: string[]): PfcBenchOptions {
   const o: PfcBenchOptions = {
     numClasses: 100_000, sampleRate: 0.1, batchSize: 128, embeddingSize: 512, steps: 10, warmup: 2,
-    storage: 'float32', optimizer: 'sgd', logits: 'keep', json: false,
+    storage: 'float32', optimizer: 'sgd', logits: 'keep', implementation: 'fused', json: false,
   };
   const integer = (flag: string, v: string, min: number) => {
     const n = Number(v);
@@ -79,6 +80,10 @@ function parse(args: string[]): PfcBenchOptions {
         if (value !== 'keep' && value !== 'recompute') throw new Error(`--logits: keep or recompute, got '${value}'`);
         o.logits = value;
         break;
+      case '--implementation':
+        if (value !== 'fused' && value !== 'ops') throw new Error(`--implementation: fused or ops, got '${value}'`);
+        o.implementation = value;
+        break;
       default:
         throw new Error(`unknown option '${flag}'\n${USAGE}`);
     }
@@ -101,6 +106,7 @@ function makeHead(o: PfcBenchOptions, numClasses: number): PartialFC {
     sampleRate: o.sampleRate,
     storage: o.storage,
     logits: o.logits,
+    implementation: o.implementation,
     tileRows: o.tileRows,
     optimizer: o.optimizer === 'sgd' ? { type: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 5e-4 } : { type: 'adamw', lr: 1e-3 },
   });
@@ -151,6 +157,7 @@ function benchPfc(o: PfcBenchOptions): void {
     storage: o.storage,
     optimizer: o.optimizer,
     logits: o.logits,
+    implementation: o.implementation,
     tile_rows: pfc.tileRows,
     threads: torch.getNumThreads(),
     steps: o.steps,
@@ -166,7 +173,7 @@ function benchPfc(o: PfcBenchOptions): void {
     console.log(JSON.stringify(result));
   } else {
     console.log(
-      `pfc: ${o.numClasses} classes × ${o.embeddingSize} (${o.storage}, logits ${o.logits}), r=${o.sampleRate}, batch ${o.batchSize}: ` +
+      `pfc: ${o.numClasses} classes × ${o.embeddingSize} (${o.storage}, logits ${o.logits}, ${o.implementation}), r=${o.sampleRate}, batch ${o.batchSize}: ` +
         `${result.step_ms} ms/step, ${result.samples_per_s} samples/s, peak RSS ${result.peak_rss_mb} MB, ${result.bytes_per_class} B/class`,
     );
   }

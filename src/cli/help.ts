@@ -123,7 +123,7 @@ const HELP: Record<string, Help> = {
   },
   bench: {
     usage: [
-      'arcface bench pfc --num-classes N --sample-rate R --batch-size B --embedding-size D --steps S [--warmup W] [--storage float32|bfloat16|float16] [--optimizer sgd|adamw] [--logits keep|recompute] [--tile-rows T] [--json]',
+      'arcface bench pfc --num-classes N --sample-rate R --batch-size B --embedding-size D --steps S [--warmup W] [--storage float32|bfloat16|float16] [--optimizer sgd|adamw] [--logits keep|recompute] [--implementation fused|ops] [--tile-rows T] [--json]',
       'arcface bench train --network <name> --batch-size B --num-classes C --sample-rate r --steps S [--warmup W] [--threads T] [--bf16] [--channels-last] [--nproc-per-node N] [--json]',
     ],
     options: [

@@ -20,6 +20,9 @@
  * sampled) until step() applies the sum. With 16-bit storage the softmax values are 16-bit too
  * (the loss is computed before rounding; the gradient sees p to 8 or 11 bits).
  *
+ * `implementation: 'ops'` swaps the kernel for ./partial-fc-ops.ts: the same phases written from
+ * libtorch tensor ops (the implementation for CUDA shards), held equal to the kernel on the CPU.
+ *
  * Multi-process: forward() calls the ShardGroup between the kernel's phases (./shard-group.ts):
  * all-gather of embeddings and labels, all-reduce MAX of the row max, all-reduce SUM of the
  * softmax denominators and target probabilities. With one process these are identities.
@@ -29,6 +32,7 @@ import type { Tensor } from '../torch/index.js';
 import { native, type PartialFcKernelHandle } from '../torch/native.js';
 import type { CombinedMarginLoss } from './margin.js';
 import { hugePageTensor } from './huge-pages.js';
+import { OpsKernel } from './partial-fc-ops.js';
 import { validateLabels } from './labels.js';
 import { classShard, singleProcess, type ShardGroup } from './shard-group.js';
 import { createSparseOptimizer, type SparseOptimizer, type SparseOptimizerOptions } from './sparse-optimizer.js';
@@ -58,9 +62,17 @@ export interface PartialFCOptions {
    * bit for bit, without that buffer, for more compute per step.
    */
   logits?: LogitsMode;
+  /**
+   * 'fused' (default): the fused CPU kernel (native/src/heads/partial_fc); 'ops': the same
+   * contract written from libtorch tensor ops (./partial-fc-ops.ts), which runs on any device
+   * libtorch does — the implementation for CUDA shards. On the CPU both give the same sample and,
+   * up to float32 rounding, the same losses, gradients and updates (docs/partial-fc.md).
+   */
+  implementation?: PartialFCImplementation;
 }
 
 export type LogitsMode = 'keep' | 'recompute';
+export type PartialFCImplementation = 'fused' | 'ops';
 
 export interface LoadStateDictOptions {
   strict?: boolean;
@@ -68,6 +80,7 @@ export interface LoadStateDictOptions {
 
 const STORAGES: readonly CentreStorage[] = ['float32', 'bfloat16', 'float16', 'float64'];
 const LOGITS_MODES: readonly LogitsMode[] = ['keep', 'recompute'];
+const IMPLEMENTATIONS: readonly PartialFCImplementation[] = ['fused', 'ops'];
 // A shard stored in another dtype is initialised in float32 slices, not through a float32 copy;
 // the slice stays in the allocator's cache afterwards, so it is kept small (2 MiB at D = 512).
 const INIT_ROWS = 1024;
@@ -79,6 +92,7 @@ export class PartialFC {
   readonly sampleRate: number;
   readonly storage: CentreStorage;
   readonly logits: LogitsMode;
+  readonly implementation: PartialFCImplementation;
   readonly tileRows: number;
   readonly rank: number;
   readonly worldSize: number;
@@ -100,6 +114,10 @@ export class PartialFC {
     if (!(sampleRate >= 0 && sampleRate <= 1)) throw new RangeError(`PartialFC: sampleRate must be in [0, 1], got ${sampleRate}`);
     if (!STORAGES.includes(storage)) throw new RangeError(`PartialFC: storage must be one of ${STORAGES.join(', ')}, got '${storage}'`);
     if (!LOGITS_MODES.includes(logits)) throw new RangeError(`PartialFC: logits must be one of ${LOGITS_MODES.join(', ')}, got '${logits}'`);
+    const implementation = o.implementation ?? 'fused';
+    if (!IMPLEMENTATIONS.includes(implementation)) {
+      throw new RangeError(`PartialFC: implementation must be one of ${IMPLEMENTATIONS.join(', ')}, got '${implementation}'`);
+    }
     this.group = o.group ?? ((o.worldSize ?? 1) === 1 ? singleProcess : undefined);
     this.rank = o.group?.rank ?? o.rank ?? 0;
     this.worldSize = o.group?.worldSize ?? o.worldSize ?? 1;
@@ -118,6 +136,7 @@ export class PartialFC {
     this.sampleRate = sampleRate;
     this.storage = storage;
     this.logits = logits;
+    this.implementation = implementation;
     this.numLocal = numLocal;
     this.classStart = classStart;
     this.numSample = Math.floor(sampleRate * numLocal);  // Python's int(sample_rate * num_local)
@@ -130,7 +149,8 @@ export class PartialFC {
       this.weight.dispose();  // a bad optimizer option must not leave the shard behind
       throw error;
     }
-    this.kernel = new native.PartialFcKernel({ embeddingSize, dtype: storage === 'float64' ? 'float64' : 'float32', tileRows: this.tileRows, logits });
+    const kernelOptions = { embeddingSize, dtype: storage === 'float64' ? 'float64' : 'float32', tileRows: this.tileRows, logits } as const;
+    this.kernel = implementation === 'ops' ? new OpsKernel(kernelOptions) : new native.PartialFcKernel(kernelOptions);
   }
 
   /**
@@ -144,6 +164,10 @@ export class PartialFC {
       throw new RangeError(`PartialFC: embeddings must have shape [B, ${this.embeddingSize}], got [${shape.join(', ')}]`);
     }
     if (!torch.isFloatingDtype(embeddings.dtype)) throw new TypeError(`PartialFC: embeddings must be floating point, got ${embeddings.dtype}`);
+    if (this.implementation === 'fused' && (embeddings.device !== 'cpu' || this.weight.device !== 'cpu')) {
+      // the fused kernel reads host memory through data pointers: a device tensor would crash it
+      throw new TypeError(`PartialFC: the fused kernel runs on CPU tensors, got embeddings on ${embeddings.device} (use implementation: 'ops' for ${embeddings.device} tensors)`);
+    }
     const group = this.group;
     if (!group) throw new Error(`PartialFC: worldSize ${this.worldSize} needs a process group (the 'group' option)`);
     return torch.tidy(() => {

@@ -28,6 +28,9 @@ export const rsub = (a: Tensor, b: Scalar, alpha = 1): Tensor => _rsubS(a, b, al
 export const mul = (a: Tensor, b: TensorOrScalar): Tensor => (isScalar(b) ? _mulS(a, b) : _mul(a, b));
 export const div = (a: Tensor, b: TensorOrScalar): Tensor => (isScalar(b) ? _divS(a, b) : _div(a, b));
 export const pow = (a: Tensor, b: TensorOrScalar): Tensor => (isScalar(b) ? _powS(a, b) : _pow(a, b));
+const _powSB = aten('pow.Scalar');
+/** base ** exponent for a number base: torch.pow(2.0, t). */
+export const scalarPow = (base: number, exponent: Tensor): Tensor => _powSB(base, exponent);
 export const addcmul = aten('addcmul') as (a: Tensor, t1: Tensor, t2: Tensor, value?: number) => Tensor;
 export const addcdiv = aten('addcdiv') as (a: Tensor, t1: Tensor, t2: Tensor, value?: number) => Tensor;
 const _lerpS = aten('lerp.Scalar'), _lerpT = aten('lerp.Tensor');
@@ -58,6 +61,8 @@ export const ceil = aten('ceil') as Unary;
 export const round = aten('round') as Unary;
 export const isfinite = aten('isfinite') as Unary;
 export const isnan = aten('isnan') as Unary;
+/** Whether the sign bit is set (true for −0.0 too). */
+export const signbit = aten('signbit') as Unary;
 export const logicalNot = aten('logical_not') as Unary;
 export const logicalAnd = aten('logical_and') as (a: Tensor, b: Tensor) => Tensor;
 export const logicalOr = aten('logical_or') as (a: Tensor, b: Tensor) => Tensor;
@@ -323,6 +328,10 @@ export const inplace = {
   indexPut: inPlace(aten('index_put_') as (x: Tensor, indices: (Tensor | null)[], values: Tensor, accumulate?: boolean) => Tensor),
   indexCopy: inPlace(aten('index_copy_') as (x: Tensor, dim: number, index: Tensor, source: Tensor) => Tensor),
   indexAdd: inPlace(aten('index_add_') as (x: Tensor, dim: number, index: Tensor, source: Tensor, alpha?: number) => Tensor),
+  /** x += value · t1 · t2 */
+  addcmul: inPlace(aten('addcmul_') as (x: Tensor, t1: Tensor, t2: Tensor, value?: number) => Tensor),
+  /** x = beta·x + alpha·(a · b) */
+  addmm: inPlace(aten('addmm_') as (x: Tensor, a: Tensor, b: Tensor, beta?: number, alpha?: number) => Tensor),
   scatter: inPlace(aten('scatter_.src') as (x: Tensor, dim: number, index: Tensor, src: Tensor) => Tensor),
   maskedFill: inPlace(aten('masked_fill_.Scalar') as (x: Tensor, mask: Tensor, value: Scalar) => Tensor),
   requiresGrad: inPlace(aten('requires_grad_') as (x: Tensor, requiresGrad?: boolean) => Tensor),
