@@ -1,5 +1,6 @@
 // Process-wide runtime settings and facts: threads, seeding, allocator tuning, and what `arcface doctor` prints.
 #include "core/common.h"
+#include "core/torch_version.h"
 
 #include <ATen/Context.h>
 #include <ATen/Version.h>
@@ -8,7 +9,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <dlfcn.h>
 #include <link.h>
-#include <torch/version.h>
 
 namespace arcface {
 
