@@ -1,12 +1,9 @@
 {
   # The only C++ of arcface-ts, in folders that mirror the TypeScript layers (src/core: tensors,
   # dispatch, autograd, allocator; optim; distributed; heads; data); includes are written from src/.
-  # Links Debian's libtorch (CPU) by default; set
-  # ARCFACE_TORCH_DIR=<site-packages>/torch to build against a pip/CUDA libtorch instead.
-  "variables": {
-    "torch_dir%": "<!(echo ${ARCFACE_TORCH_DIR:-})",
-    "cuda%": "<!(echo ${ARCFACE_CUDA:-0})"
-  },
+  # Links Debian's libtorch (CPU, 1.13) by default; ARCFACE_TORCH_DIR=<site-packages>/torch builds against
+  # a pip libtorch instead (2.x), ARCFACE_CUDA=1 with a CUDA one. The variant's flags (C++ standard, ABI,
+  # include and library paths, CUDA parts) come from torch-config.sh, shared with build.sh (no node-gyp).
   "targets": [
     {
       "target_name": "arcface_native",
@@ -35,23 +32,12 @@
         "src/data/binding.cc"
       ],
       "include_dirs": ["src", "<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["USE_C10D_GLOO", "NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
-      "cflags_cc": ["-std=c++17", "-O2", "-fexceptions", "-frtti", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
-      "conditions": [
-        ["torch_dir==''", {
-          "include_dirs": ["/usr/include/torch/csrc/api/include"],
-          "libraries": ["-ltorch_cpu", "-lc10", "-ldl", "-lturbojpeg", "-lpng"]
-        }, {
-          "include_dirs": ["<(torch_dir)/include", "<(torch_dir)/include/torch/csrc/api/include"],
-          "libraries": ["-L<(torch_dir)/lib", "-Wl,-rpath,<(torch_dir)/lib", "-ltorch_cpu", "-lc10", "-ldl", "-lturbojpeg", "-lpng"]
-        }],
-        ["cuda=='1'", {
-          "defines": ["ARCFACE_CUDA=1"],
-          "libraries": ["-Wl,--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Wl,--as-needed"]
-        }]
-      ]
+      "cflags_cc": ["-O2", "-fexceptions", "-frtti", "-Wno-unused-parameter", "-Wno-deprecated-declarations",
+                    "<!@(sh torch-config.sh cflags)"],
+      "libraries": ["<!@(sh torch-config.sh libs)"]
     }
   ]
 }

@@ -4,6 +4,12 @@
 #   --with-python-torch   also install Debian's python3-torch (PyTorch 1.13), python3-sklearn and python3-pil, used by
 #                         the tests that compute PyTorch's side live (test/reference/) or check our files
 #                         in PyTorch, and by the fixture scripts (test/fixtures/make_*.py).
+# The addon links Debian's libtorch (1.13) unless asked for another one (nothing is picked up on its own):
+#   ARCFACE_TORCH_DIR=<site-packages>/torch   the libtorch inside an installed PyTorch 2.x (CPU or CUDA)
+#   ARCFACE_CUDA=1                            with a CUDA PyTorch there: the CUDA build
+# e.g. ARCFACE_TORCH_DIR=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))') ARCFACE_CUDA=1.
+# A change of variant rebuilds the addon (native/build/torch-dir records the one built). The live
+# references of the tests then need that PyTorch's python: ARCFACE_REFERENCE_PYTHON=<venv>/bin/python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,22 +40,18 @@ if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json
   npm ci --no-audit --no-fund
 fi
 
-# On a GPU machine, build against the libtorch inside an installed CUDA PyTorch (ARCFACE_TORCH_DIR
-# names one explicitly; ARCFACE_CUDA=1 turns on the CUDA parts). Otherwise Debian's libtorch.
-if [[ -z ${ARCFACE_TORCH_DIR:-} ]]; then
-  cuda_torch=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__) if torch.version.cuda else "")' 2>/dev/null || true)
-  if [[ -n $cuda_torch ]]; then
-    export ARCFACE_TORCH_DIR=$cuda_torch ARCFACE_CUDA=1
-  fi
-fi
 export ARCFACE_TORCH_DIR=${ARCFACE_TORCH_DIR:-} ARCFACE_CUDA=${ARCFACE_CUDA:-0}
+variant=$(sh native/torch-config.sh variant)
 addon=native/build/Release/arcface_native.node
 built_for=native/build/torch-dir
-if [[ ! -f $addon ]] || [[ -n $(find native/src native/binding.gyp -newer "$addon" -print -quit) ]] ||
-   [[ "$(cat "$built_for" 2>/dev/null)" != "$ARCFACE_TORCH_DIR:$ARCFACE_CUDA" ]]; then
-  echo "setup: building the native addon against ${ARCFACE_TORCH_DIR:-the Debian libtorch} (about a minute)"
+if [[ ! -f $addon ]] || [[ -n $(find native/src native/binding.gyp native/torch-config.sh -newer "$addon" -print -quit) ]] ||
+   [[ "$(cat "$built_for" 2>/dev/null)" != "$variant" ]]; then
+  what="libtorch $(sh native/torch-config.sh version), ${ARCFACE_TORCH_DIR:-Debian}"
+  [[ $ARCFACE_CUDA == 1 ]] && what+=", CUDA"
+  echo "setup: building the native addon against $what (a few minutes)"
+  rm -f "$built_for"
   npm run --silent build:native
-  echo "$ARCFACE_TORCH_DIR:$ARCFACE_CUDA" > "$built_for"
+  echo "$variant" > "$built_for"
 fi
 
 stamp=dist/.build-stamp

@@ -132,6 +132,25 @@ function tokensSeenByFirstBlock(model: VisionTransformer, x: torch.Tensor): numb
   return seen;
 }
 
+/** One float32 ulp at x (x ≠ 0). */
+const ulp32 = (x: number) => 2 ** (Math.floor(Math.log2(Math.abs(x))) - 23);
+
+/**
+ * The drop-path rates against arcface_torch's, torch.linspace(0, rate, depth) in float32, recorded with
+ * torch 1.13. Ours come from libtorch's linspace too: equal on 1.13. torch 2.x's float32 linspace rounds
+ * some steps otherwise (measured, 2.13 and 2.14 alike against 1.13: vit_b/vit_l 3 of 24 values, by up to
+ * 2 ulps; vit_h 7 of 48, by 1 ulp; arcface_torch on 2.x gets those), so on another libtorch each value
+ * is checked to within 2 float32 ulps.
+ */
+function assertDropPaths(got: number[], want: number[]): void {
+  if (torch.runtimeInfo().torchVersion.startsWith('1.13.')) {
+    assert.deepEqual(got, want);
+    return;
+  }
+  assert.equal(got.length, want.length, 'one drop path per block');
+  got.forEach((g, i) => assert.ok(g === want[i] || Math.abs(g - want[i]) <= 2 * ulp32(want[i]), `drop path ${i}: ${g} vs ${want[i]}`));
+}
+
 describe('structure equals arcface_torch', () => {
   // vit_h's MACs take a 87-GMAC forward (~10 s here); its blocks are counted by the same code as vit_l's.
   const countMacs = (name: string) => name !== 'vit_h';
@@ -145,7 +164,7 @@ describe('structure equals arcface_torch', () => {
         const count = (ps: torch.Tensor[]) => ps.reduce((a, p) => a + p.numel, 0);
         assert.deepEqual([count(params), count(params.filter((p) => p.requiresGrad))], [want.params, want.trainable_params]);
         if (countMacs(name)) assert.equal(countComplexity(model).macs, want.macs);
-        assert.deepEqual((model.blocks.children() as Block[]).map((b) => b.dropPath.p), want.drop_path);
+        assertDropPaths((model.blocks.children() as Block[]).map((b) => b.dropPath.p), want.drop_path);
         assert.equal(model.maskRatio, want.mask_ratio);
         assert.equal(model.usingCheckpoint, want.using_checkpoint);
       } finally {

@@ -5,7 +5,9 @@ import { version } from '../package.js';
 
 export async function doctor(args: string[]): Promise<number> {
   const info = runtimeInfo();
-  const blasIsOpenblas = /openblas/i.test(info.blasLibrary);
+  // Debian's libtorch calls the system libblas.so.3, which should be OpenBLAS (the reference BLAS is
+  // ~8x slower); a pip libtorch carries MKL inside libtorch_cpu.
+  const blasOk = /openblas/i.test(info.blasLibrary) || /libtorch_cpu/.test(info.blasLibrary);
   const facts: Record<string, string | number | boolean> = {
     'arcface-ts': version(),
     node: process.version,
@@ -22,7 +24,7 @@ export async function doctor(args: string[]): Promise<number> {
     'cuda available': info.cudaAvailable,
   };
   const problems: string[] = [];
-  if (!blasIsOpenblas) problems.push('BLAS is not OpenBLAS: matmuls run ~8x slower (install libopenblas0-pthread)');
+  if (!blasOk) problems.push('BLAS is not OpenBLAS: matmuls run ~8x slower (install libopenblas0-pthread)');
   if (!info.glooAvailable) problems.push('Gloo is missing from libtorch: multi-process CPU training is unavailable');
   if (args.includes('--json')) {
     console.log(JSON.stringify({ ...facts, problems }));

@@ -1,6 +1,7 @@
 // Thread-local autograd and autocast switches. JS wraps them in scopes (noGrad, autocast) that
 // restore the previous state, so a throw inside the scope cannot leave them flipped.
 #include "core/common.h"
+#include "core/torch_version.h"
 
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
@@ -8,6 +9,36 @@
 namespace arcface {
 
 namespace {
+
+// The autocast switches per device: 2.4 made them device-generic (is_autocast_enabled(kCUDA), ...)
+// and deprecated the per-device names, which then warn on every call; 1.13 has only those names.
+#if ARCFACE_TORCH_AT_LEAST(2, 4)
+bool AutocastEnabled(c10::DeviceType d) { return at::autocast::is_autocast_enabled(d); }
+void SetAutocastEnabled(c10::DeviceType d, bool on) { at::autocast::set_autocast_enabled(d, on); }
+c10::ScalarType AutocastDtype(c10::DeviceType d) { return at::autocast::get_autocast_dtype(d); }
+void SetAutocastDtype(c10::DeviceType d, c10::ScalarType t) { at::autocast::set_autocast_dtype(d, t); }
+#else
+bool AutocastEnabled(c10::DeviceType d) {
+  return d == c10::DeviceType::CPU ? at::autocast::is_cpu_enabled() : at::autocast::is_enabled();
+}
+void SetAutocastEnabled(c10::DeviceType d, bool on) {
+  if (d == c10::DeviceType::CPU) {
+    at::autocast::set_cpu_enabled(on);
+  } else {
+    at::autocast::set_enabled(on);
+  }
+}
+c10::ScalarType AutocastDtype(c10::DeviceType d) {
+  return d == c10::DeviceType::CPU ? at::autocast::get_autocast_cpu_dtype() : at::autocast::get_autocast_gpu_dtype();
+}
+void SetAutocastDtype(c10::DeviceType d, c10::ScalarType t) {
+  if (d == c10::DeviceType::CPU) {
+    at::autocast::set_autocast_cpu_dtype(t);
+  } else {
+    at::autocast::set_autocast_gpu_dtype(t);
+  }
+}
+#endif
 
 Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), c10::GradMode::is_enabled());
@@ -21,10 +52,10 @@ Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
 // autocastState() → {cpu, cpuDtype, cuda, cudaDtype}
 Napi::Value AutocastState(const Napi::CallbackInfo& info) {
   auto out = Napi::Object::New(info.Env());
-  out.Set("cpu", at::autocast::is_cpu_enabled());
-  out.Set("cpuDtype", DtypeName(at::autocast::get_autocast_cpu_dtype()));
-  out.Set("cuda", at::autocast::is_enabled());
-  out.Set("cudaDtype", DtypeName(at::autocast::get_autocast_gpu_dtype()));
+  out.Set("cpu", AutocastEnabled(c10::DeviceType::CPU));
+  out.Set("cpuDtype", DtypeName(AutocastDtype(c10::DeviceType::CPU)));
+  out.Set("cuda", AutocastEnabled(c10::DeviceType::CUDA));
+  out.Set("cudaDtype", DtypeName(AutocastDtype(c10::DeviceType::CUDA)));
   return out;
 }
 
@@ -32,10 +63,10 @@ Napi::Value AutocastState(const Napi::CallbackInfo& info) {
 Napi::Value SetAutocast(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = info[0].As<Napi::Object>();
-  at::autocast::set_autocast_cpu_dtype(ParseDtype(env, s.Get("cpuDtype").As<Napi::String>().Utf8Value()));
-  at::autocast::set_autocast_gpu_dtype(ParseDtype(env, s.Get("cudaDtype").As<Napi::String>().Utf8Value()));
-  at::autocast::set_cpu_enabled(s.Get("cpu").ToBoolean().Value());
-  at::autocast::set_enabled(s.Get("cuda").ToBoolean().Value());
+  SetAutocastDtype(c10::DeviceType::CPU, ParseDtype(env, s.Get("cpuDtype").As<Napi::String>().Utf8Value()));
+  SetAutocastDtype(c10::DeviceType::CUDA, ParseDtype(env, s.Get("cudaDtype").As<Napi::String>().Utf8Value()));
+  SetAutocastEnabled(c10::DeviceType::CPU, s.Get("cpu").ToBoolean().Value());
+  SetAutocastEnabled(c10::DeviceType::CUDA, s.Get("cuda").ToBoolean().Value());
   return env.Undefined();
 }
 

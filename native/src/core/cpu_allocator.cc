@@ -10,6 +10,7 @@
 // The cache is bounded (ARCFACE_CPU_CACHE_MB, default min(4 GiB, RAM/4)); emptyCpuCache() frees it;
 // ARCFACE_CPU_CACHE=0 leaves libtorch's own allocator in place.
 #include "core/common.h"
+#include "core/torch_version.h"
 
 #include <c10/core/CPUAllocator.h>
 #include <sys/mman.h>
@@ -43,6 +44,14 @@ struct CacheStats {
   size_t misses = 0;
 };
 
+// c10::Allocator across versions: 2.3 made allocate() non-const; 2.2 added a pure virtual
+// copy_data() (used by Allocator::clone; a plain memcpy here, as c10's own CPU allocator does).
+#if ARCFACE_TORCH_AT_LEAST(2, 3)
+#define ARCFACE_ALLOCATE_CONST
+#else
+#define ARCFACE_ALLOCATE_CONST const
+#endif
+
 class CachingCpuAllocator final : public c10::Allocator {
  public:
   CachingCpuAllocator() {
@@ -51,7 +60,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     limit_ = env ? static_cast<size_t>(atoll(env)) << 20 : std::min<size_t>(size_t(4) << 30, ram / 4);
   }
 
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) ARCFACE_ALLOCATE_CONST override {
     if (n < kCachedMin) {
       void* p = nullptr;
       if (posix_memalign(&p, kAlignment, n == 0 ? kAlignment : n) != 0 || !p) OutOfMemory(n);
@@ -82,6 +91,10 @@ class CachingCpuAllocator final : public c10::Allocator {
   }
 
   c10::DeleterFnPtr raw_deleter() const override { return &FreeAny; }
+
+#if ARCFACE_TORCH_AT_LEAST(2, 2)
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+#endif
 
   void EmptyCache() const {
     std::lock_guard<std::mutex> lock(mutex_);

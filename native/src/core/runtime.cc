@@ -1,5 +1,6 @@
 // Process-wide runtime settings and facts: threads, seeding, allocator tuning, and what `arcface doctor` prints.
 #include "core/common.h"
+#include "core/torch_version.h"
 
 #include <ATen/Context.h>
 #include <ATen/Version.h>
@@ -8,7 +9,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <dlfcn.h>
 #include <link.h>
-#include <torch/version.h>
 
 namespace arcface {
 
@@ -32,7 +32,13 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
     gen.set_current_seed(seed);
   }
 #ifdef ARCFACE_CUDA
-  at::globalContext().defaultGenerator(c10::DeviceType::CUDA).set_current_seed(seed);
+  // Every visible GPU's, as torch.manual_seed; none when no device is there (a CUDA build on a CPU
+  // machine), where asking for a CUDA generator would throw.
+  for (size_t i = 0; i < at::getNumGPUs(); ++i) {
+    at::Generator cuda = at::globalContext().defaultGenerator(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(i)));
+    std::lock_guard<std::mutex> lock(cuda.mutex());
+    cuda.set_current_seed(seed);
+  }
 #endif
   return info.Env().Undefined();
 }
