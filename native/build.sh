@@ -78,27 +78,27 @@ stale() {
   return 1
 }
 
-todo=()
+pending=()
 objects=()
 for s in "${sources[@]}"; do
   o=$obj_dir/$(echo "${s#src/}" | tr / _)
   o=${o%.cc}.o
   objects+=("$o")
-  if stale "$o"; then todo+=("$s" "$o"); fi
+  if stale "$o"; then pending+=("$s" "$o"); fi
 done
 
-echo "build.sh: libtorch $(sh torch-config.sh version) ($(sh torch-config.sh variant)), ${#sources[@]} units, $((${#todo[@]} / 2)) to compile, -j$jobs"
+echo "build.sh: libtorch $(sh torch-config.sh version) ($(sh torch-config.sh variant)), ${#sources[@]} units, $((${#pending[@]} / 2)) to compile, -j$jobs"
 compile() {
   echo "  CXX $1"
   "$cxx" "${cxxflags[@]}" -MMD -MF "${2%.o}.d" -c "$1" -o "$2"
 }
 running=0 failed=0
-for ((i = 0; i < ${#todo[@]}; i += 2)); do
+for ((i = 0; i < ${#pending[@]}; i += 2)); do
   if ((running >= jobs)); then
     wait -n || failed=1
     running=$((running - 1))
   fi
-  compile "${todo[i]}" "${todo[i + 1]}" &
+  compile "${pending[i]}" "${pending[i + 1]}" &
   running=$((running + 1))
 done
 while ((running > 0)); do
@@ -107,7 +107,7 @@ while ((running > 0)); do
 done
 ((failed == 0)) || { echo "build.sh: compile failed" >&2; exit 1; }
 
-if ((${#todo[@]})) || [[ ! -f $out ]] || [[ -n $(find "${objects[@]}" -newer "$out" -print -quit) ]]; then
+if ((${#pending[@]})) || [[ ! -f $out ]] || [[ -n $(find "${objects[@]}" -newer "$out" -print -quit) ]]; then
   echo "  LINK $out"
   "$cxx" -o "$out.tmp" "${ldflags[@]}" "${objects[@]}" "${torch_libs[@]}"
   mv "$out.tmp" "$out"

@@ -9,13 +9,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import * as torch from '../src/torch/index.js';
 import type { Tensor } from '../src/torch/index.js';
 import { native } from '../src/torch/native.js';
 import { CombinedMarginLoss, PartialFC, arcface, cosface, type CentreStorage, type PartialFCOptions, type SparseOptimizerOptions } from '../src/heads/index.js';
 import { sampleCentres } from '../src/heads/sampler.js';
-import { fixturePath } from './helpers.js';
 import { relativeError } from './heads-reference.js';
 
 const sgd = { type: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 5e-4 } as const;
@@ -222,35 +220,7 @@ for (const [name, margin] of margins) {
   }
 }
 
-const fx = JSON.parse(readFileSync(fixturePath('pfc_margin.json'), 'utf8'));
-// As the fused kernel's test (heads-partial-fc.test.ts): PartialFC_V2 ran in float32; 1e-5 leaves
-// a 50× margin over the summation-order differences between CPU kinds.
-for (const c of fx.pfc_cases as { name: string; sample_rate: number; s: number; m1: number; m2: number; m3: number; num_sample: number; sampled: number[]; loss: number; grad_embeddings: number[]; grad_weight: number[] }[]) {
-  for (const logits of ['keep', 'recompute'] as const) {
-    test(`implementation 'ops' against arcface_torch PartialFC_V2 (${c.name}, float32, ${logits}): same sample, loss and gradients`, () => {
-      const margin = new CombinedMarginLoss({ s: c.s, m1: c.m1, m2: c.m2, m3: c.m3 });
-      const pfc = new PartialFC({ marginLoss: margin, embeddingSize: fx.D, numClasses: fx.C, sampleRate: c.sample_rate, tileRows: 4, optimizer: sgd, logits, implementation: 'ops' });
-      try {
-        torch.tidy(() => {
-          assert.equal(pfc.numSample, c.num_sample);
-          pfc.loadStateDict(new Map([['weight', torch.tensor(Float32Array.from(fx.weight), { shape: [fx.C, fx.D] })]]), { strict: false });
-          const e = torch.tensor(Float32Array.from(fx.embeddings), { shape: [fx.B, fx.D] }).requiresGrad_();
-          const loss = pfc.forward(e, labelsTensor(fx.labels));
-          loss.backward();
-          const index = ints(pfc.sampledIndex());
-          assert.deepEqual(index, c.sampled);
-          assert.ok(Math.abs(loss.item() - c.loss) < 1e-5 * c.loss, `loss ${loss.item()} vs ${c.loss}`);
-          assert.ok(relativeError(floats(e.grad!), c.grad_embeddings) < 1e-5, `embeddings: ${relativeError(floats(e.grad!), c.grad_embeddings)}`);
-          const dense = torch.zeros([fx.C, fx.D]);
-          torch.inplace.indexCopy(dense, 0, labelsTensor(index), pfc.sampledGrad());
-          assert.ok(relativeError(floats(dense), c.grad_weight) < 1e-5, `centres: ${relativeError(floats(dense), c.grad_weight)}`);
-        });
-      } finally {
-        pfc.dispose();
-      }
-    });
-  }
-}
+// Against arcface_torch's PartialFC_V2 fixture: heads-partial-fc.test.ts runs it for both implementations.
 
 test("implementation 'ops' under bfloat16 autocast: float32 math, the gradient back through bfloat16, as the fused kernel", () => {
   withPair({ embeddingSize: 16, numClasses: 40, sampleRate: 0.5 }, (fused, ops) => {

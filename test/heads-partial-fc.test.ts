@@ -92,24 +92,26 @@ test('sampleRate 0.3: loss and gradients equal the dense implementation over the
 // another order on another CPU kind, which moves results by a few float32 ulps (~1e-7 relative) —
 // the 1e-5 tolerance leaves a 50× margin over that.
 for (const c of fx.pfc_cases as { name: string; sample_rate: number; s: number; m1: number; m2: number; m3: number; num_sample: number; sampled: number[]; loss: number; grad_embeddings: number[]; grad_weight: number[] }[]) {
-  test(`arcface_torch PartialFC_V2 (${c.name}, float32): same sample, loss and gradients`, () => {
-    const margin = new CombinedMarginLoss({ s: c.s, m1: c.m1, m2: c.m2, m3: c.m3 });
-    withHead({ marginLoss: margin, embeddingSize: fx.D, numClasses: fx.C, sampleRate: c.sample_rate, tileRows: 4 }, (pfc) => {
-      assert.equal(pfc.numSample, c.num_sample);
-      pfc.loadStateDict(new Map([['weight', torch.tensor(Float32Array.from(fx.weight), { shape: [fx.C, fx.D] })]]), { strict: false });
-      const e = torch.tensor(Float32Array.from(fx.embeddings), { shape: [fx.B, fx.D] }).requiresGrad_();
-      const loss = pfc.forward(e, labelsTensor(fx.labels));
-      loss.backward();
-      const index = ints(pfc.sampledIndex());
-      assert.deepEqual(index, c.sampled);
-      assert.ok(Math.abs(loss.item() - c.loss) < 1e-5 * c.loss, `loss ${loss.item()} vs ${c.loss}`);
-      assert.ok(relativeError(floats(e.grad!), c.grad_embeddings) < 1e-5);
-      // arcface_torch's dense gradient: our sampled rows in place, zeros elsewhere
-      const dense = torch.zeros([fx.C, fx.D]);
-      torch.inplace.indexCopy(dense, 0, labelsTensor(index), pfc.sampledGrad());
-      assert.ok(relativeError(floats(dense), c.grad_weight) < 1e-5);
+  for (const [implementation, logits] of [['fused', 'keep'], ['ops', 'keep'], ['ops', 'recompute']] as const) {
+    test(`arcface_torch PartialFC_V2 (${c.name}, float32), implementation '${implementation}', logits '${logits}': same sample, loss and gradients`, () => {
+      const margin = new CombinedMarginLoss({ s: c.s, m1: c.m1, m2: c.m2, m3: c.m3 });
+      withHead({ marginLoss: margin, embeddingSize: fx.D, numClasses: fx.C, sampleRate: c.sample_rate, tileRows: 4, logits, implementation }, (pfc) => {
+        assert.equal(pfc.numSample, c.num_sample);
+        pfc.loadStateDict(new Map([['weight', torch.tensor(Float32Array.from(fx.weight), { shape: [fx.C, fx.D] })]]), { strict: false });
+        const e = torch.tensor(Float32Array.from(fx.embeddings), { shape: [fx.B, fx.D] }).requiresGrad_();
+        const loss = pfc.forward(e, labelsTensor(fx.labels));
+        loss.backward();
+        const index = ints(pfc.sampledIndex());
+        assert.deepEqual(index, c.sampled);
+        assert.ok(Math.abs(loss.item() - c.loss) < 1e-5 * c.loss, `loss ${loss.item()} vs ${c.loss}`);
+        assert.ok(relativeError(floats(e.grad!), c.grad_embeddings) < 1e-5, `embeddings: ${relativeError(floats(e.grad!), c.grad_embeddings)}`);
+        // arcface_torch's dense gradient: our sampled rows in place, zeros elsewhere
+        const dense = torch.zeros([fx.C, fx.D]);
+        torch.inplace.indexCopy(dense, 0, labelsTensor(index), pfc.sampledGrad());
+        assert.ok(relativeError(floats(dense), c.grad_weight) < 1e-5, `centres: ${relativeError(floats(dense), c.grad_weight)}`);
+      });
     });
-  });
+  }
 }
 
 test('sampling keeps every positive and takes exactly floor(r · numLocal) centres', () => {
