@@ -26,30 +26,23 @@ export const torchReferenceSkip: false | string = referenceHasTorch
   : `needs ${referencePython} with torch (python3-torch; npm test installs it; ARCFACE_REFERENCE_PYTHON names another python)`;
 
 const cache = new Map<string, unknown>();
-let versionChecked = false;
 
 /** major.minor of a version string: "2.13.0+cpu" → "2.13", "1.13.0a0+git…" → "1.13". */
 const majorMinor = (v: string) => v.split('.').slice(0, 2).join('.');
 
-function checkVersion(): void {
-  if (versionChecked) return;
-  const run = spawnSync(referencePython, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`${referencePython} cannot import torch:\n${run.stderr}`);
-  const reference = run.stdout.trim();
+function checkVersion(reference: string): void {
   const addon = runtimeInfo().torchVersion;
   if (majorMinor(reference) !== majorMinor(addon)) {
     throw new Error(
-      `the live reference would run PyTorch ${reference} (${referencePython}) but the addon is built on libtorch ${addon}: ` +
+      `the live reference ran PyTorch ${reference} (${referencePython}) but the addon is built on libtorch ${addon}: ` +
         `their float32 results differ by version; set ARCFACE_REFERENCE_PYTHON to a python3 whose torch is ${majorMinor(addon)}`,
     );
   }
-  versionChecked = true;
 }
 
 /** The JSON a case of torch_reference.py prints; throws with its stderr when it fails. */
 export function torchReference<T>(name: 'nn_chain' | 'backbones' | 'vit'): T {
   if (!cache.has(name)) {
-    checkVersion();
     const script = path.join(repoRoot, 'test', 'reference', 'torch_reference.py');
     const run = spawnSync(referencePython, [script, name], {
       encoding: 'utf8',
@@ -57,7 +50,9 @@ export function torchReference<T>(name: 'nn_chain' | 'backbones' | 'vit'): T {
       env: { ...process.env, OMP_NUM_THREADS: '1', PYTHONWARNINGS: 'ignore' },
     });
     if (run.status !== 0) throw new Error(`torch_reference.py ${name} failed (exit ${run.status}):\n${run.stderr}`);
-    cache.set(name, JSON.parse(run.stdout));
+    const { torch_version: version, result } = JSON.parse(run.stdout) as { torch_version: string; result: unknown };
+    checkVersion(version);
+    cache.set(name, result);
   }
   return cache.get(name) as T;
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Live PyTorch references for the tests: `python3 torch_reference.py CASE` prints one JSON object.
+"""Live PyTorch references for the tests: `python3 torch_reference.py CASE` prints one JSON object,
+{"torch_version": ..., "result": ...}.
 
 The tests call this (test/torch-reference.ts) instead of reading recorded numbers wherever the
 result depends on floating-point order (training-mode BatchNorm, gradients, oneDNN/OpenBLAS kernel
@@ -167,4 +168,5 @@ if __name__ == '__main__':
     torch.set_num_threads(1)
     if len(sys.argv) != 2 or sys.argv[1] not in CASES:
         sys.exit(f'usage: torch_reference.py {{{"|".join(CASES)}}}')
-    json.dump(CASES[sys.argv[1]](), sys.stdout, separators=(',', ':'))
+    # the version travels with the numbers: the caller refuses a reference of another libtorch version
+    json.dump({'torch_version': torch.__version__, 'result': CASES[sys.argv[1]]()}, sys.stdout, separators=(',', ':'))
