@@ -37,6 +37,7 @@
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import type { MarginParams, PartialFcKernelHandle, PartialFcKernelOptions } from '../torch/native.js';
+import { ELEMENT_SIZE } from '../torch/serialization/records.js';
 import { sampleCentres } from './sampler.js';
 
 const NORM_EPS = 1e-12;  // F.normalize's eps, as the kernel's kNormEps
@@ -387,7 +388,7 @@ export class OpsKernel implements PartialFcKernelHandle {
       ...this.kept.flatMap((k) => [k.exp, k.norms]),
       ...this.tileTargets.flatMap((t) => [t.rows, t.cols]),
     ];
-    return held.reduce((sum, t) => sum + (t && !t.isDisposed ? t.numel * elementSize(t.dtype) : 0), 0);
+    return held.reduce((sum, t) => sum + (t && !t.isDisposed ? t.numel * ELEMENT_SIZE[t.dtype] : 0), 0);
   }
 
   dispose(): void {
@@ -606,8 +607,4 @@ export class OpsKernel implements PartialFcKernelHandle {
       this[name] = undefined;
     }
   }
-}
-
-function elementSize(dtype: torch.Dtype): number {
-  return dtype === 'float64' || dtype === 'int64' ? 8 : dtype === 'float32' || dtype === 'int32' ? 4 : dtype === 'bool' || dtype === 'uint8' || dtype === 'int8' ? 1 : 2;
 }
