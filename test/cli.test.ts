@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { repoRoot } from './helpers.js';
 
 const arcface = (...args: string[]) =>
@@ -34,10 +34,18 @@ test('every command answers --help and -h with its usage and options, exit 0', (
   }
 });
 
-test('arcface launch: a worker command that cannot start is an error naming it, not a hang or exit 13', () => {
-  const run = arcface('launch', '--nproc-per-node', '2', '--', 'no-such-command-arcface');
-  assert.equal(run.status, 1, run.stderr);
-  assert.match(run.stderr, /worker rank \d could not start 'no-such-command-arcface'/);
+test('arcface launch: a worker command that cannot start is an error naming it, not a hang, exit 13 or a signal to its caller', async () => {
+  // In a process group of its own, under a shell that must outlive it: signalling a failed child (pid 0)
+  // would signal the whole group, the shell included, as it once stopped CI with exit 143.
+  const shell = spawn('/bin/sh', ['-c', '"$@"; echo "launcher exited $?"', 'sh', process.execPath, path.join(repoRoot, 'bin', 'arcface.js'),
+    'launch', '--nproc-per-node', '4', '--', 'no-such-command-arcface'], { cwd: repoRoot, detached: true });
+  let stdout = '', stderr = '';
+  shell.stdout.on('data', (d) => (stdout += d));
+  shell.stderr.on('data', (d) => (stderr += d));
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => shell.on('close', (c, s) => resolve([c, s])));
+  assert.deepEqual({ code, signal }, { code: 0, signal: null }, stderr);
+  assert.match(stdout, /launcher exited 1\n/, stderr);
+  assert.match(stderr, /worker rank \d could not start 'no-such-command-arcface'/);
   // after `--` the words are the worker's: --help goes to it, here to `node --help`
   const forwarded = arcface('launch', '--', 'node', '--help');
   assert.equal(forwarded.status, 0, forwarded.stderr);

@@ -69,8 +69,12 @@ export function launch(o: LaunchOptions): Promise<number> {
   let stopping = false;
   let firstFailure: { rank: number; code: number; reason: string } | undefined;
 
+  // Only children that started: before its 'error' event, a child whose spawn failed still has a handle
+  // with pid 0, and Node's kill() then signals pid 0 — this launcher's whole process group (its caller too).
   const stopAll = (signal: NodeJS.Signals) => {
-    for (const { child } of workers) if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    for (const { child } of workers) {
+      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill(signal);
+    }
   };
   const stopWorkers = () => {
     if (stopping) return;
