@@ -15,6 +15,7 @@
         "src/core/autograd.cc",
         "src/core/runtime.cc",
         "src/core/cpu_allocator.cc",
+        "src/core/device.cc",
         "src/optim/fused_step.cc",
         "src/distributed/process_group.cc",
         "src/distributed/autograd.cc",

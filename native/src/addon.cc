@@ -22,6 +22,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDist(env, exports);
   InitPartialFc(env, exports);
   InitData(env, exports);
+  InitDevice(env, exports);
   return exports;
 }
 

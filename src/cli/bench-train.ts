@@ -24,8 +24,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 export async function benchTrain(args: string[]): Promise<number> {
   const o = parseOptions(args, {
-    values: ['network', 'batch-size', 'num-classes', 'sample-rate', 'steps', 'warmup', 'threads', 'nproc-per-node', 'result-file'],
-    flags: ['bf16', 'channels-last', 'json'],
+    values: ['network', 'batch-size', 'num-classes', 'sample-rate', 'steps', 'warmup', 'threads', 'nproc-per-node', 'result-file', 'device'],
+    flags: ['bf16', 'fp16', 'channels-last', 'json'],
   }, 'arcface bench train');
   if (!o.has('network')) throw new UsageError(USAGE);
   const nproc = intOption(o, 'nproc-per-node', 1);
@@ -58,7 +58,9 @@ export async function benchTrain(args: string[]): Promise<number> {
     numImage: (steps + warmup) * batchSize * group.worldSize,
     numEpoch: 1,
     bf16: o.has('bf16'),
+    fp16: o.has('fp16'),
     channelsLast: o.has('channels-last'),
+    device: String(o.get('device') ?? 'cpu'),
     frequent: 1e9,
     verbose: 1e9,
     output,
@@ -70,16 +72,19 @@ export async function benchTrain(args: string[]): Promise<number> {
     fs.rmSync(output, { recursive: true, force: true });
   }
   // every rank's step time and peak memory; rank 0 reports the slowest and the largest
-  const stats = torch.tensor([median(times), process.resourceUsage().maxRSS / 1024]);
+  const device = torch.resolveDevice(config.device, '--device');
+  const stats = torch.tensor([median(times), process.resourceUsage().maxRSS / 1024, (torch.deviceMemory(device)?.peakAllocated ?? 0) / 2 ** 20]);
   if (group.worldSize > 1) group.allReduce(stats, 'max');
-  const [stepMs, peakRssMb] = Array.from(stats.data() as Float32Array);
+  const [stepMs, peakRssMb, peakDeviceMb] = Array.from(stats.data() as Float32Array);
   stats.dispose();
   const gmacs = countComplexity(getModel(network, { embeddingSize: config.embeddingSize }), [1, 3, 112, 112]).macs / 1e9;
   const samplesPerS = (batchSize * group.worldSize * 1000) / stepMs;
   const result = {
     bench: 'train', network, batch_size: batchSize, world_size: group.worldSize, num_classes: config.numClasses, sample_rate: sampleRate,
-    precision: config.bf16 ? 'bf16' : 'fp32', channels_last: config.channelsLast, threads: torch.getNumThreads(), steps: times.length,
+    precision: config.bf16 ? 'bf16' : config.fp16 ? (device === 'cpu' ? 'fp16 (bf16 on the CPU)' : 'fp16') : 'fp32', channels_last: config.channelsLast,
+    device, threads: torch.getNumThreads(), steps: times.length,
     samples_per_s: round(samplesPerS), step_ms: round(stepMs), peak_rss_mb: round(peakRssMb),
+    ...(device === 'cpu' ? {} : { peak_device_mb: round(peakDeviceMb) }),
     // a training step ≈ 3× the forward's FLOPs (2 per multiply-accumulate), per process
     backbone_gflops_per_s: round((samplesPerS / group.worldSize) * gmacs * 2 * 3),
   };

@@ -26,7 +26,8 @@ interface PfcBenchOptions {
   storage: CentreStorage;
   optimizer: 'sgd' | 'adamw';
   logits: LogitsMode;
-  implementation: PartialFCImplementation;
+  implementation?: PartialFCImplementation;
+  device: string;
   tileRows?: number;
   json: boolean;
 }
@@ -47,7 +48,7 @@ export async function bench(args: string[]): Promise<number> {
 function parse(args: string[]): PfcBenchOptions {
   const o: PfcBenchOptions = {
     numClasses: 100_000, sampleRate: 0.1, batchSize: 128, embeddingSize: 512, steps: 10, warmup: 2,
-    storage: 'float32', optimizer: 'sgd', logits: 'keep', implementation: 'fused', json: false,
+    storage: 'float32', optimizer: 'sgd', logits: 'keep', device: 'cpu', json: false,
   };
   const integer = (flag: string, v: string, min: number) => {
     const n = Number(v);
@@ -84,6 +85,9 @@ function parse(args: string[]): PfcBenchOptions {
         if (value !== 'fused' && value !== 'ops') throw new Error(`--implementation: fused or ops, got '${value}'`);
         o.implementation = value;
         break;
+      case '--device':
+        o.device = torch.resolveDevice(value, '--device');
+        break;
       default:
         throw new Error(`unknown option '${flag}'\n${USAGE}`);
     }
@@ -107,6 +111,7 @@ function makeHead(o: PfcBenchOptions, numClasses: number): PartialFC {
     storage: o.storage,
     logits: o.logits,
     implementation: o.implementation,
+    device: o.device,
     tileRows: o.tileRows,
     optimizer: o.optimizer === 'sgd' ? { type: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 5e-4 } : { type: 'adamw', lr: 1e-3 },
   });
@@ -117,11 +122,13 @@ function train(pfc: PartialFC, o: PfcBenchOptions, warmup: number, steps: number
   const times: number[] = [];
   for (let step = 0; step < warmup + steps; step++) {
     torch.tidy(() => {
-      const embeddings = torch.randn([o.batchSize, o.embeddingSize]).requiresGrad_();
-      const labels = torch.randint(0, pfc.numClasses, [o.batchSize]);
+      const embeddings = torch.randn([o.batchSize, o.embeddingSize], { device: o.device }).requiresGrad_();
+      const labels = torch.randint(0, pfc.numClasses, [o.batchSize]);  // on the host, as the trainer's
+      torch.synchronize(o.device);
       const start = performance.now();
       pfc.forward(embeddings, labels).backward();
       pfc.step();
+      torch.synchronize(o.device);  // a GPU's step is done when its queue is
       if (step >= warmup) times.push(performance.now() - start);
     });
   }
@@ -136,15 +143,19 @@ function benchPfc(o: PfcBenchOptions): void {
   small.dispose();
   torch.emptyCpuCache();
   const rssBefore = memory('VmRSS');
+  torch.deviceMemory(o.device, { resetPeak: true });
+  const deviceBefore = torch.deviceMemory(o.device)?.allocated ?? 0;
   const t0 = performance.now();
   const pfc = makeHead(o, o.numClasses);
   const initS = (performance.now() - t0) / 1000;
   let times: number[];
+  const implementation = pfc.implementation;
   try {
     times = train(pfc, o, o.warmup, o.steps);
   } finally {
     pfc.dispose();
   }
+  const onDevice = torch.deviceMemory(o.device);
   const peak = memory('VmHWM');
   const sorted = [...times].sort((a, b) => a - b);
   const median = sorted[Math.floor((sorted.length - 1) / 2)];
@@ -157,7 +168,8 @@ function benchPfc(o: PfcBenchOptions): void {
     storage: o.storage,
     optimizer: o.optimizer,
     logits: o.logits,
-    implementation: o.implementation,
+    implementation,
+    device: o.device,
     tile_rows: pfc.tileRows,
     threads: torch.getNumThreads(),
     steps: o.steps,
@@ -168,12 +180,14 @@ function benchPfc(o: PfcBenchOptions): void {
     bytes_per_class: round1((peak - rssBefore) / o.numClasses),
     bytes_per_class_cold: round1((peak - rssCold) / o.numClasses),
     init_s: round(initS),
+    // on a GPU: the caching allocator's peak over the run, and per class
+    ...(onDevice ? { peak_device_mb: round(onDevice.peakAllocated / 2 ** 20), device_bytes_per_class: round1((onDevice.peakAllocated - deviceBefore) / o.numClasses) } : {}),
   };
   if (o.json) {
     console.log(JSON.stringify(result));
   } else {
     console.log(
-      `pfc: ${o.numClasses} classes × ${o.embeddingSize} (${o.storage}, logits ${o.logits}, ${o.implementation}), r=${o.sampleRate}, batch ${o.batchSize}: ` +
+      `pfc: ${o.numClasses} classes × ${o.embeddingSize} (${o.storage}, logits ${o.logits}, ${implementation}, ${o.device}), r=${o.sampleRate}, batch ${o.batchSize}: ` +
         `${result.step_ms} ms/step, ${result.samples_per_s} samples/s, peak RSS ${result.peak_rss_mb} MB, ${result.bytes_per_class} B/class`,
     );
   }

@@ -81,7 +81,7 @@ async function embedFiles(embedder: Embedder, files: string[], o: { batchSize: n
 export async function embed(args: string[]): Promise<number> {
   const command = 'arcface embed';
   const [inputs, rest] = listOption(args, 'images');
-  const o = parseOptions(rest, { values: ['model', 'network', 'onnx', 'batch-size', 'out'], flags: ['raw', 'flip'] }, command);
+  const o = parseOptions(rest, { values: ['model', 'network', 'onnx', 'batch-size', 'out', 'device'], flags: ['raw', 'flip'] }, command);
   const out = o.get('out');
   if (inputs.length === 0 || typeof out !== 'string') throw new UsageError(`${command}: needs --images <files or folders> and --out <embeddings.json|.npy>`);
   const format = path.extname(out).toLowerCase();

@@ -8,22 +8,25 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import * as torch from '../torch/index.js';
 import { evaluateIjb, IJB_FARS, loadBackbone, loadVerificationSet, OnnxEmbedder, readNpy, rocAuc, rocCurve, tarAtFar, TorchEmbedder, verifyEmbedder, writeNpy, type Embedder } from '../eval/index.js';
 import { intOption, listOption, parseOptions, UsageError } from './args.js';
 import { progressBar } from './progress.js';
 import { usage } from './help.js';
 
-const MODEL_VALUES = ['model', 'network', 'onnx', 'batch-size'];
+const MODEL_VALUES = ['model', 'network', 'onnx', 'batch-size', 'device'];
 
 /** The model to evaluate: `--onnx file`, or `--model model.pt --network name`. */
 export async function openEmbedder(o: Map<string, string | true>, command: string): Promise<{ embedder: Embedder; label: string }> {
-  const onnx = o.get('onnx'), model = o.get('model'), network = o.get('network');
+  const onnx = o.get('onnx'), model = o.get('model'), network = o.get('network'), device = o.get('device');
   if (typeof onnx === 'string') {
     if (model !== undefined || network !== undefined) throw new UsageError(`${command}: give either --onnx or --model with --network, not both`);
+    if (device !== undefined) throw new UsageError(`${command}: --device is for --model (an ONNX file runs on onnxruntime's CPU provider)`);
     return { embedder: await OnnxEmbedder.create(onnx), label: onnx };
   }
   if (typeof model !== 'string' || typeof network !== 'string') throw new UsageError(`${command}: needs --model <model.pt> --network <name>, or --onnx <model.onnx>`);
-  return { embedder: new TorchEmbedder(loadBackbone(model, network)), label: `${model} (${network})` };
+  const where = torch.resolveDevice(typeof device === 'string' ? device : 'cpu', '--device');  // before the weights load
+  return { embedder: new TorchEmbedder(loadBackbone(model, network).to(where)), label: `${model} (${network}${where === 'cpu' ? '' : `, ${where}`})` };
 }
 
 async function verification(args: string[]): Promise<number> {

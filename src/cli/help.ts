@@ -15,6 +15,7 @@ const MODEL_OPTIONS: [string, string][] = [
   ['--model <model.pt> --network <name>', 'a backbone state dict (ours or arcface_torch\'s) and its network (r50, mbf, vit_t …)'],
   ['--onnx <model.onnx>', 'or an ONNX file (ours or insightface\'s), run by onnxruntime'],
   ['--batch-size <n>', 'images per forward pass'],
+  ['--device cpu|cuda|cuda:N', 'where the backbone (--model) runs; default cpu'],
 ];
 
 const LAUNCH_OPTIONS: [string, string][] = [
@@ -59,7 +60,7 @@ const HELP: Record<string, Help> = {
   },
   eval: {
     usage: [
-      'arcface eval verification (--model <model.pt> --network <name> | --onnx <model.onnx>) --bin <set.bin> [--bin …] [--batch-size 64] [--json]',
+      'arcface eval verification (--model <model.pt> --network <name> | --onnx <model.onnx>) --bin <set.bin> [--bin …] [--batch-size 64] [--device cpu|cuda] [--json]',
       'arcface eval ijb (--model … --network … | --onnx …) --root <IJB folder> --target IJBC|IJBB [--no-flip] [--no-detector-score] [--batch-size 128] [--save-scores s.npy] [--json]',
       'arcface eval roc --scores <scores.txt|.npy> --labels <labels.txt|.npy> [--json]',
     ],
@@ -74,7 +75,7 @@ const HELP: Record<string, Help> = {
     ],
   },
   embed: {
-    usage: ['arcface embed (--model <model.pt> --network <name> | --onnx <model.onnx>) --images <file|folder> … --out <embeddings.json|.npy> [--raw] [--flip] [--batch-size 64]'],
+    usage: ['arcface embed (--model <model.pt> --network <name> | --onnx <model.onnx>) --images <file|folder> … --out <embeddings.json|.npy> [--raw] [--flip] [--batch-size 64] [--device cpu|cuda]'],
     options: [
       ...MODEL_OPTIONS,
       ['--images <file|folder> …', 'aligned 112×112 JPEG/PNG crops; folders are searched recursively, sorted'],
@@ -123,12 +124,13 @@ const HELP: Record<string, Help> = {
   },
   bench: {
     usage: [
-      'arcface bench pfc --num-classes N --sample-rate R --batch-size B --embedding-size D --steps S [--warmup W] [--storage float32|bfloat16|float16] [--optimizer sgd|adamw] [--logits keep|recompute] [--implementation fused|ops] [--tile-rows T] [--json]',
-      'arcface bench train --network <name> --batch-size B --num-classes C --sample-rate r --steps S [--warmup W] [--threads T] [--bf16] [--channels-last] [--nproc-per-node N] [--json]',
+      'arcface bench pfc --num-classes N --sample-rate R --batch-size B --embedding-size D --steps S [--warmup W] [--storage float32|bfloat16|float16] [--optimizer sgd|adamw] [--logits keep|recompute] [--implementation fused|ops] [--device cpu|cuda] [--tile-rows T] [--json]',
+      'arcface bench train --network <name> --batch-size B --num-classes C --sample-rate r --steps S [--warmup W] [--threads T] [--bf16|--fp16] [--channels-last] [--device cpu|cuda] [--nproc-per-node N] [--json]',
     ],
     options: [
       ['pfc', 'Partial FC steps on random embeddings: step time, throughput, memory per class'],
       ['train', 'the trainer\'s real step on the synthetic set: samples/s, step time, peak memory'],
+      ['--device cpu|cuda|cuda:N', 'where the head (pfc) or the whole step (train) runs; on a GPU the peak of its allocator is reported too'],
       ['--json', 'one JSON line'],
     ],
     notes: ['Figures and how they were measured: docs/performance.md.'],

@@ -17,4 +17,5 @@ export { parseVerificationBin, readVerificationBin, encodeVerificationBin, write
 export { ImageDecoder, decodeImage, encodeJpeg, resizeImage, type AugmentOptions, type DecodeOptions, type DecodedBatch, type ImageSource } from './decode.js';
 export { DistributedSampler, type DistributedSamplerOptions } from './sampler.js';
 export { randperm, MT19937 } from './randperm.js';
+export { normaliseImages } from './normalise.js';
 export { DataLoader, type DataLoaderOptions, type Batch, type LoaderState } from './loader.js';

@@ -5,6 +5,9 @@
  */
 import * as torch from '../torch/index.js';
 import type { Backbone } from '../models/index.js';
+import { normaliseImages } from '../data/index.js';
+
+export { normaliseImages };
 
 export interface Embedder {
   /** N×3×112×112 float32 images normalised to [−1, 1] → N×E float32 raw embeddings, owned by the caller */
@@ -19,19 +22,15 @@ export class TorchEmbedder implements Embedder {
     backbone.eval();
   }
 
+  /** Images on any device run where the backbone is; the embeddings come back on the CPU. */
   async embed(images: torch.Tensor): Promise<torch.Tensor> {
-    return torch.keep(torch.noGrad(() => this.backbone.forward(images)));
+    const device = this.backbone.device;
+    return torch.keep(torch.noGrad(() => torch.tidy(() => this.backbone.forward(images.to(device)).to('cpu'))));
   }
 
   async dispose(): Promise<void> {
     this.backbone.dispose();
   }
-}
-
-/** uint8 pixels (0–255) to the network input, as arcface_torch: (x / 255 − 0.5) / 0.5; float input as is. */
-export function normaliseImages(images: torch.Tensor): torch.Tensor {
-  if (images.dtype !== 'uint8') return images.float();
-  return torch.tidy(() => images.float().div(255).sub(0.5).div(0.5));
 }
 
 export interface EmbedOptions {

@@ -61,8 +61,9 @@ export function verifyBackbone(backbone: Module & { forward(x: torch.Tensor): to
           const chunks: torch.Tensor[] = [];
           for (let start = 0; start < set.images.shape[0]; start += batchSize) {
             const size = Math.min(batchSize, set.images.shape[0] - start);
-            const batch = normaliseImages(set.images.narrow(0, start, size));
-            chunks.push(torch.tidy(() => backbone.forward(flip ? torch.flip(batch, [3]) : batch)));
+            // the pixels travel to the backbone's device as uint8, and are normalised there
+            const batch = normaliseImages(set.images.narrow(0, start, size).to(backbone.device));
+            chunks.push(torch.tidy(() => backbone.forward(flip ? torch.flip(batch, [3]) : batch).to('cpu')));
           }
           return torch.cat(chunks);
         };

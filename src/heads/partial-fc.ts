@@ -31,7 +31,7 @@ import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { native, type PartialFcKernelHandle } from '../torch/native.js';
 import type { CombinedMarginLoss } from './margin.js';
-import { hugePageTensor } from './huge-pages.js';
+import { shardTensor } from './shard-memory.js';
 import { OpsKernel } from './partial-fc-ops.js';
 import { validateLabels } from './labels.js';
 import { classShard, singleProcess, type ShardGroup } from './shard-group.js';
@@ -69,6 +69,11 @@ export interface PartialFCOptions {
    * up to float32 rounding, the same losses, gradients and updates (docs/partial-fc.md).
    */
   implementation?: PartialFCImplementation;
+  /**
+   * Where the shard, its optimizer state and the step's buffers live (default 'cpu'; 'cuda' is
+   * cuda:LOCAL_RANK). Off the CPU the implementation is 'ops' (the default there; 'fused' is an error).
+   */
+  device?: string;
 }
 
 export type LogitsMode = 'keep' | 'recompute';
@@ -114,9 +119,13 @@ export class PartialFC {
     if (!(sampleRate >= 0 && sampleRate <= 1)) throw new RangeError(`PartialFC: sampleRate must be in [0, 1], got ${sampleRate}`);
     if (!STORAGES.includes(storage)) throw new RangeError(`PartialFC: storage must be one of ${STORAGES.join(', ')}, got '${storage}'`);
     if (!LOGITS_MODES.includes(logits)) throw new RangeError(`PartialFC: logits must be one of ${LOGITS_MODES.join(', ')}, got '${logits}'`);
-    const implementation = o.implementation ?? 'fused';
+    const device = torch.resolveDevice(o.device ?? 'cpu', 'PartialFC');
+    const implementation = o.implementation ?? (device === 'cpu' ? 'fused' : 'ops');
     if (!IMPLEMENTATIONS.includes(implementation)) {
       throw new RangeError(`PartialFC: implementation must be one of ${IMPLEMENTATIONS.join(', ')}, got '${implementation}'`);
+    }
+    if (implementation === 'fused' && device !== 'cpu') {
+      throw new RangeError(`PartialFC: the fused kernel runs on the CPU; a shard on ${device} needs implementation 'ops' (the default there)`);
     }
     this.group = o.group ?? ((o.worldSize ?? 1) === 1 ? singleProcess : undefined);
     this.rank = o.group?.rank ?? o.rank ?? 0;
@@ -142,9 +151,9 @@ export class PartialFC {
     this.numSample = Math.floor(sampleRate * numLocal);  // Python's int(sample_rate * num_local)
     this.tileRows = o.tileRows ?? 4096;
     positiveInteger('tileRows', this.tileRows);
-    this.weight = initWeight(numLocal, embeddingSize, storage);
+    this.weight = initWeight(numLocal, embeddingSize, storage, device);
     try {
-      this.optimizer = createSparseOptimizer(o.optimizer, [numLocal, embeddingSize], storage);
+      this.optimizer = createSparseOptimizer(o.optimizer, [numLocal, embeddingSize], storage, device);
     } catch (error) {
       this.weight.dispose();  // a bad optimizer option must not leave the shard behind
       throw error;
@@ -289,7 +298,7 @@ export class PartialFC {
     const group = this.group!;
     const rows = Math.ceil(this.numClasses / this.worldSize);
     // float32 on the wire: Gloo in libtorch 1.13 has no bfloat16 all-gather
-    const padded = torch.zeros([rows, this.embeddingSize], { dtype: this.weight.dtype === 'float64' ? 'float64' : 'float32' });
+    const padded = torch.zeros([rows, this.embeddingSize], { dtype: this.weight.dtype === 'float64' ? 'float64' : 'float32', device: this.weight.device });
     padded.narrow(0, 0, this.numLocal).copy_(this.weight);
     const all = group.allGather(padded);
     const shards = Array.from({ length: this.worldSize }, (_, r) => all.narrow(0, r * rows, classShard(this.numClasses, r, this.worldSize).numLocal));
@@ -308,14 +317,18 @@ function positiveInteger(name: string, v: number): void {
   if (!(Number.isInteger(v) && v > 0)) throw new RangeError(`PartialFC: ${name} must be a positive integer, got ${v}`);
 }
 
-/** torch.normal(0, 0.01, (rows, dim)) in float32, stored as `dtype`. */
-function initWeight(rows: number, dim: number, dtype: CentreStorage): Tensor {
-  const weight = hugePageTensor([rows, dim], dtype);
+/**
+ * torch.normal(0, 0.01, (rows, dim)) in float32 from the CPU generator, stored as `dtype` on `device`
+ * (arcface_torch draws on the CPU and moves the module): the same values on every device and storage.
+ */
+function initWeight(rows: number, dim: number, dtype: CentreStorage, device: string): Tensor {
+  const weight = shardTensor([rows, dim], dtype, device);
   torch.noGrad(() => {
-    if (dtype === 'float32') {
+    if (dtype === 'float32' && device === 'cpu') {
       weight.normal_(0, 0.01);
       return;
     }
+    // Slices of INIT_ROWS × dim (a multiple of 16) draw the same sequence as one normal_ over the whole
     for (let r = 0; r < rows; r += INIT_ROWS) {
       torch.tidy(() => {
         const slice = weight.narrow(0, r, Math.min(INIT_ROWS, rows - r));

@@ -17,7 +17,7 @@
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import type { PartialFcKernelHandle } from '../torch/native.js';
-import { hugePageTensor } from './huge-pages.js';
+import { shardTensor } from './shard-memory.js';
 
 export interface SparseSGDOptions {
   type: 'sgd';
@@ -46,7 +46,7 @@ export interface SparseOptimizer {
   dispose(): void;
 }
 
-const zeros = (shape: number[], dtype: torch.Dtype) => hugePageTensor(shape, dtype).zero_();
+const zeros = (shape: number[], dtype: torch.Dtype, device: string) => shardTensor(shape, dtype, device).zero_();
 
 class SparseSGD implements SparseOptimizer {
   lr: number;
@@ -54,13 +54,13 @@ class SparseSGD implements SparseOptimizer {
   readonly weightDecay: number;
   readonly state = new Map<string, Tensor>();
 
-  constructor(o: SparseSGDOptions, shape: number[], dtype: torch.Dtype) {
+  constructor(o: SparseSGDOptions, shape: number[], dtype: torch.Dtype, device: string) {
     this.lr = o.lr;
     this.momentum = o.momentum ?? 0;
     this.weightDecay = o.weightDecay ?? 0;
     check('momentum', this.momentum, 0, Infinity);
     check('weightDecay', this.weightDecay, 0, Infinity);
-    if (this.momentum !== 0) this.state.set('momentum_buffer', zeros(shape, dtype));
+    if (this.momentum !== 0) this.state.set('momentum_buffer', zeros(shape, dtype, device));
   }
 
   step(kernel: PartialFcKernelHandle): void {
@@ -80,7 +80,7 @@ class SparseAdamW implements SparseOptimizer {
   readonly weightDecay: number;
   readonly state = new Map<string, Tensor>();
 
-  constructor(o: SparseAdamWOptions, shape: number[], dtype: torch.Dtype) {
+  constructor(o: SparseAdamWOptions, shape: number[], dtype: torch.Dtype, device: string) {
     this.lr = o.lr;
     this.betas = o.betas ?? [0.9, 0.999];
     this.eps = o.eps ?? 1e-8;
@@ -90,9 +90,9 @@ class SparseAdamW implements SparseOptimizer {
     });
     check('eps', this.eps, 0, Infinity);
     check('weightDecay', this.weightDecay, 0, Infinity);
-    this.state.set('exp_avg', zeros(shape, dtype));
-    this.state.set('exp_avg_sq', zeros(shape, dtype));
-    this.state.set('step', zeros([shape[0]], 'int32'));
+    this.state.set('exp_avg', zeros(shape, dtype, device));
+    this.state.set('exp_avg_sq', zeros(shape, dtype, device));
+    this.state.set('step', zeros([shape[0]], 'int32', device));
   }
 
   step(kernel: PartialFcKernelHandle): void {
@@ -118,9 +118,9 @@ function check(name: string, value: number, min: number, max: number): void {
   }
 }
 
-/** The optimizer for a shard of `shape` stored as `dtype`, with zeroed state. */
-export function createSparseOptimizer(o: SparseOptimizerOptions, shape: number[], dtype: torch.Dtype): SparseOptimizer {
-  if (o.type === 'sgd') return new SparseSGD(o, shape, dtype);
-  if (o.type === 'adamw') return new SparseAdamW(o, shape, dtype);
+/** The optimizer for a shard of `shape` stored as `dtype` on `device`, with zeroed state there. */
+export function createSparseOptimizer(o: SparseOptimizerOptions, shape: number[], dtype: torch.Dtype, device = 'cpu'): SparseOptimizer {
+  if (o.type === 'sgd') return new SparseSGD(o, shape, dtype, device);
+  if (o.type === 'adamw') return new SparseAdamW(o, shape, dtype, device);
   throw new TypeError(`PartialFC optimizer: type must be 'sgd' or 'adamw', got '${(o as { type: unknown }).type}'`);
 }

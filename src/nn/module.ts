@@ -13,7 +13,7 @@
  * The module owns what it registers: parameters and buffers are kept out of open scopes and
  * freed by dispose().
  */
-import { keep, noGrad, select, tidy, Tensor } from '../torch/index.js';
+import { keep, noGrad, resolveDevice, select, tidy, Tensor } from '../torch/index.js';
 import { parameter, type Parameter } from './parameter.js';
 
 export interface LoadStateDictOptions {
@@ -137,6 +137,34 @@ export abstract class Module {
   }
   eval(): this {
     return this.train(false);
+  }
+
+  // ------------------------------------------------------------ devices
+  /**
+   * Moves every parameter, gradient and buffer to `device` in place ('cuda' is cuda:LOCAL_RANK), as
+   * module.to(device): the Tensor objects stay the same (so optimizers and DDP built on them hold),
+   * only their data moves. The device is checked once, before anything moves.
+   */
+  to(device: string): this {
+    const target = resolveDevice(device, `${this.constructor.name}.to`);
+    // setData_ shares the moved storage: the handles made here are freed with the tidy, the data stays.
+    const move = (t: Tensor) => void (t.device !== target && t.setData_(t.detach().to(target)));
+    tidy(() =>
+      noGrad(() => {
+        for (const p of this.parameters()) {
+          move(p);
+          const g = p.grad;
+          if (g) move(g);
+        }
+        for (const b of this.buffers()) move(b);
+      }),
+    );
+    return this;
+  }
+
+  /** Where the parameters are (the first's device; 'cpu' for a module without parameters). */
+  get device(): string {
+    return this.parameters()[0]?.device ?? this.buffers()[0]?.device ?? 'cpu';
   }
 
   /** Clears every parameter's gradient (PyTorch's zero_grad(set_to_none=True)). */

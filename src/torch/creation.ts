@@ -114,12 +114,15 @@ export function manualSeed(seed: number): void {
   native.manualSeed(seed);
 }
 
-/** The default CPU generator's state, a uint8 tensor (torch.get_rng_state); Partial FC sampling draws from it too. */
-export function getRngState(): Tensor {
-  return native.getRngState() as Tensor;
+/**
+ * A default generator's state, a uint8 tensor: the CPU's (torch.get_rng_state; Partial FC sampling
+ * draws from it too), or a CUDA device's (torch.cuda.get_rng_state(device)).
+ */
+export function getRngState(device?: string): Tensor {
+  return native.getRngState(device) as Tensor;
 }
 
-/** Restores a state from getRngState() (torch.set_rng_state). */
-export function setRngState(state: Tensor): void {
-  native.setRngState(state);
+/** Restores a state from getRngState(device) (torch.set_rng_state / torch.cuda.set_rng_state). */
+export function setRngState(state: Tensor, device?: string): void {
+  native.setRngState(state, device);
 }

@@ -7,10 +7,11 @@ export * from './ops.js';
 export * from './creation.js';
 export { tidy, keep, dispose, Scope, scopeDepth } from './scope.js';
 export { noGrad, enableGrad, isGradEnabled, setGradEnabled, autocast, type AutocastOptions } from './autograd.js';
+export { resolveDevice, cudaDeviceCount, deviceType, synchronize, deviceMemory } from './device.js';
 export { type Dtype, type Device, type MemoryFormat, type TypedArray, isFloatingDtype } from './dtype.js';
 export { aten, type OpHandle } from './dispatch.js';
 export { save, load, loadStateDict } from './save.js';
-export { type RuntimeInfo, type CpuCacheStats } from './native.js';
+export { type RuntimeInfo, type CpuCacheStats, type DeviceMemory } from './native.js';
 import { native } from './native.js';
 
 /** Intra-op threads used by libtorch (defaults to the cores available). */

@@ -93,8 +93,13 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   manualSeed(seed: number): void;
-  getRngState(): any;
-  setRngState(state: unknown): void;
+  getRngState(device?: string): any;
+  setRngState(state: unknown, device?: string): void;
+  checkDevice(device: string, where?: string): string;
+  cudaDeviceCount(): number;
+  setData(tensor: unknown, data: unknown): void;
+  synchronize(device?: string): void;
+  deviceMemory(device: string, resetPeak?: boolean): DeviceMemory | undefined;
   info(): RuntimeInfo;
   /** JS tensors not yet disposed (or collected) */
   liveTensors(): number;
@@ -200,6 +205,13 @@ export interface PartialFcKernelHandle {
   /** bytes of the buffers kept from step to step (softmax, tiles, sample index, accumulator) */
   bufferBytes(): number;
   dispose(): void;
+}
+
+/** A GPU caching allocator's counters, in bytes. */
+export interface DeviceMemory {
+  allocated: number;
+  peakAllocated: number;
+  reserved: number;
 }
 
 /** The caching CPU allocator's counters (native/src/core/cpu_allocator.cc). */

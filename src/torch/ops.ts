@@ -300,7 +300,12 @@ export const mseLoss = (a: Tensor, b: Tensor, reduction: Reduction = 'mean'): Te
 // ---------------------------------------------------------------- types and devices
 const _toDtype = aten('to.dtype'), _toDevice = aten('to.device');
 export const toDtype = (x: Tensor, dtype: Dtype): Tensor => _toDtype(x, dtype, false, false);
-export const toDevice = (x: Tensor, device: string, dtype?: Dtype): Tensor => _toDevice(x, device, dtype ?? x.dtype, false, false);
+/** A copy on `device` (x itself when it is there: call dispose on both alike); nonBlocking from pinned host memory to a GPU returns at once (stream-ordered). */
+export const toDevice = (x: Tensor, device: string, dtype?: Dtype, nonBlocking = false): Tensor => _toDevice(x, device, dtype ?? x.dtype, nonBlocking, false);
+const _pinMemory = aten('pin_memory'), _isPinned = aten('is_pinned');
+/** A copy in page-locked host memory (needs a CUDA device: host memory is pinned for copies to it). */
+export const pinMemory = (x: Tensor): Tensor => _pinMemory(x);
+export const isPinned = (x: Tensor): boolean => _isPinned(x) as unknown as boolean;
 
 // ---------------------------------------------------------------- in place
 /** In-place ATen ops return an alias of their first argument; hand back the caller's own Tensor. */

@@ -105,9 +105,18 @@ export class Tensor extends (native.TensorBase as typeof TensorBase) {
   }
 
   // ------------------------------------------------------------ conversions
-  to(dtypeOrDevice: Dtype | string): Tensor {
-    return isDtypeName(dtypeOrDevice) ? ops.toDtype(this, dtypeOrDevice) : ops.toDevice(this, dtypeOrDevice);
+  /** A copy in another dtype or on another device; `nonBlocking` copies from pinned memory without waiting. */
+  to(dtypeOrDevice: Dtype | string, { nonBlocking = false }: { nonBlocking?: boolean } = {}): Tensor {
+    return isDtypeName(dtypeOrDevice) ? ops.toDtype(this, dtypeOrDevice) : ops.toDevice(this, dtypeOrDevice, undefined, nonBlocking);
   }
+  /** This tensor takes `data`'s storage, shape, dtype and device; the object and requiresGrad stay (PyTorch's `t.data = data`). */
+  setData_(data: Tensor): this {
+    native.setData(this, data);
+    return this;
+  }
+  /** A copy in page-locked host memory, for non-blocking copies to a GPU. */
+  pinMemory(): Tensor { return ops.pinMemory(this); }
+  isPinned(): boolean { return ops.isPinned(this); }
   float(): Tensor { return ops.toDtype(this, 'float32'); }
   double(): Tensor { return ops.toDtype(this, 'float64'); }
   half(): Tensor { return ops.toDtype(this, 'float16'); }

@@ -2,7 +2,8 @@
  * Checkpoints, as arcface_torch writes them: `model.pt` (the backbone's state dict, rank 0) and,
  * per rank, `checkpoint_gpu_<rank>.pt` with the keys of train_v2.py (epoch, global_step,
  * state_dict_backbone, state_dict_softmax_fc, state_optimizer, state_lr_scheduler) plus what an
- * exact resume needs besides: the GradScaler, the loader's position and the random generator.
+ * exact resume needs besides: the GradScaler, the loader's position and the random generators (the
+ * CPU's; the GPU's too when the run trains on one: `cuda_rng_state`).
  * Every file is written to a temporary name and renamed (torch.save), so a crash leaves the
  * previous checkpoint whole.
  */
@@ -23,6 +24,8 @@ export interface TrainingParts {
   scheduler: LRScheduler;
   scaler: GradScaler;
   loader: DataLoader;
+  /** where the run trains: a CUDA device's generator is saved and restored too */
+  device: string;
 }
 
 export interface Position {
@@ -53,6 +56,7 @@ export function saveTrainingState(output: string, rank: number, parts: TrainingP
         state_grad_scaler: parts.scaler.stateDict(),
         state_loader: parts.loader.state(),
         rng_state: torch.getRngState(),
+        ...(parts.device === 'cpu' ? {} : { cuda_rng_state: torch.getRngState(parts.device) }),
       },
       file,
     ),
@@ -96,6 +100,9 @@ export function loadTrainingState(output: string, rank: number, parts: TrainingP
     parts.scaler.loadStateDict(plain(need('state_grad_scaler')) as GradScalerStateDict);
     parts.loader.loadState(loaderState);
     torch.setRngState(need('rng_state') as Tensor);
+    // A run resumed on a GPU restores that GPU's generator (dropout, drop path); a checkpoint of a CPU
+    // run has none, and its GPU generator stays as seeded.
+    if (parts.device !== 'cpu' && loaded.has('cuda_rng_state')) torch.setRngState(loaded.get('cuda_rng_state') as Tensor, parts.device);
     return { epoch: Number(need('epoch')), globalStep: Number(need('global_step')) };
   } catch (error) {
     throw new Error(`resume: ${file}: ${(error as Error).message}`);

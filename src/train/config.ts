@@ -55,6 +55,8 @@ export interface TrainConfig {
   channelsLast: boolean;
   /** also write every rank's full state every this many steps (0: only at epoch ends, with saveAllStates) */
   checkpointSteps: number;
+  /** where the run trains: 'cpu', or 'cuda' (cuda:LOCAL_RANK, as torchrun's workers) or 'cuda:N' */
+  device: string;
 }
 
 export type UserConfig = Partial<TrainConfig>;
@@ -86,6 +88,7 @@ export const baseConfig: Omit<TrainConfig, 'rec' | 'numClasses' | 'numImage' | '
   numWorkers: 2,
   channelsLast: false,
   checkpointSteps: 0,
+  device: 'cpu',
 };
 
 /** Thrown for an invalid config; the CLI prints its message and exits with code 2. */
@@ -133,6 +136,7 @@ const schema: Record<keyof TrainConfig, Check> = {
   valTargets: (v) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'an array of names'),
   channelsLast: isBool,
   checkpointSteps: nonNegativeInt,
+  device: (v) => (typeof v === 'string' && /^(cpu|cuda(:\d+)?)$/.test(v) ? undefined : "'cpu', 'cuda' or 'cuda:N'"),
 };
 
 export const configKeys = Object.keys(schema) as (keyof TrainConfig)[];

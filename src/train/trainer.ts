@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import * as torch from '../torch/index.js';
-import { DataLoader } from '../data/index.js';
+import { DataLoader, normaliseImages } from '../data/index.js';
 import { DistributedDataParallel, initProcessGroup, type ProcessGroup } from '../distributed/index.js';
 import { CombinedMarginLoss, PartialFC, shardGroupOf } from '../heads/index.js';
 import { backwardCheckpoints, getModel } from '../models/index.js';
@@ -98,19 +98,23 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     fs.mkdirSync(output, { recursive: true });
     torch.manualSeed(config.seed);
     const { stepsPerEpoch, warmupStep, totalStep } = schedule(config, worldSize);
+    const device = torch.resolveDevice(config.device, `config 'device'`);  // an unusable device, too
     const dataset = openTrainingData(config);  // a missing or mismatched data folder fails before any model is built
 
-    // The loop runs on the CPU. fp16 autocast is CUDA's: here the body runs in bfloat16 and the
-    // GradScaler still runs (harmless with bfloat16's range), so fp16 configs train unchanged.
-    if (config.fp16) log.info('fp16: the backbone body runs in bfloat16 autocast on the CPU, with the GradScaler');
+    // fp16 is CUDA's float16 autocast with the GradScaler, as arcface_torch. On the CPU the body runs
+    // in bfloat16 instead and the GradScaler still runs (harmless with bfloat16's range), so fp16
+    // configs train unchanged there.
+    const onCpu = device === 'cpu';
+    if (config.fp16 && onCpu) log.info('fp16: the backbone body runs in bfloat16 autocast on the CPU, with the GradScaler');
     const backbone = getModel(config.network, {
       embeddingSize: config.embeddingSize,
       dropout: 0,
-      bf16: config.bf16 || config.fp16,
+      fp16: config.fp16 && !onCpu,
+      bf16: config.bf16 || (config.fp16 && onCpu),
       channelsLast: config.channelsLast,
     });
     disposers.push(() => backbone.dispose());
-    backbone.train();
+    backbone.to(device).train();
     // arcface_torch: bucket_cap_mb=16 and fp16_compress_hook on the gradient buckets
     const ddp = new DistributedDataParallel(backbone, group, { bucketCapMb: 16, compression: 'float16' });
 
@@ -126,6 +130,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
           ? { type: 'adamw', lr: config.lr, weightDecay: config.weightDecay }
           : { type: 'sgd', lr: config.lr, momentum: config.momentum, weightDecay: config.weightDecay },
       ...(worldSize > 1 ? { group: shardGroupOf(group) } : {}),
+      device,
     });
     disposers.push(() => head.dispose());
     const params = backbone.parameters();
@@ -141,11 +146,13 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       seed: config.seed,
       threads: Math.max(1, config.numWorkers),
       augment: { flip: 0.5, dali: config.daliAug },
+      // for a GPU: uint8 pixels in page-locked memory, copied without waiting and normalised there
+      ...(onCpu ? {} : { dtype: 'uint8' as const, pinMemory: true }),
       numClasses: config.numClasses,
       onWarning: (message) => log.info(message),
     });
     disposers.push(() => loader.close());
-    const parts: TrainingParts = { backbone, head, optimizer, scheduler, scaler, loader };
+    const parts: TrainingParts = { backbone, head, optimizer, scheduler, scaler, loader, device };
 
     let globalStep = 0;
     let startEpoch = 0;
@@ -203,7 +210,9 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
         const stepStart = performance.now();
         globalStep += 1;
         const loss = torch.tidy(() => {
-          const embeddings = ddp.forward(batch.images);
+          // labels stay on the host: Partial FC validates and samples them there
+          const images = onCpu ? batch.images : normaliseImages(batch.images.to(device, { nonBlocking: true }));
+          const embeddings = ddp.forward(images);
           const l = head.forward(embeddings, batch.labels);
           scaler.scale(l).backward();
           backwardCheckpoints(backbone);  // the activation-checkpointed blocks of a ViT (a no-op otherwise)

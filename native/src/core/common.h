@@ -62,6 +62,10 @@ const char* DtypeName(c10::ScalarType type);
 // IValue <-> JS
 Napi::Value IValueToJs(Napi::Env env, const c10::IValue& value);
 
+// The device `name` names, if this process can use it; else a JS Error starting with `where` that says why
+// (not a device, addon built without CUDA, no device visible, index out of range).
+c10::Device CheckDevice(Napi::Env env, const std::string& where, const std::string& name);
+
 // Rethrow a C++ exception (c10::Error included) as a JS Error carrying its message.
 [[noreturn]] void ThrowAsJs(Napi::Env env, const std::exception& e);
 
@@ -75,5 +79,6 @@ void InitDist(Napi::Env env, Napi::Object exports);
 void InitTensorFactories(Napi::Env env, Napi::Object exports);
 void InitPartialFc(Napi::Env env, Napi::Object exports);
 void InitData(Napi::Env env, Napi::Object exports);
+void InitDevice(Napi::Env env, Napi::Object exports);
 
 }  // namespace arcface

@@ -8,7 +8,6 @@
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/List.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/Device.h>
 #include <c10/core/Layout.h>
 #include <c10/core/MemoryFormat.h>
@@ -80,15 +79,6 @@ Kind KindOf(const c10::TypePtr& type, const std::string& op, const std::string& 
 
 // Every device string reaches libtorch through here: say why CUDA is not there, rather than
 // libtorch's "Could not run ... with arguments from the 'CUDA' backend" or a driver error.
-[[noreturn]] void NoCuda(Napi::Env env, const OpEntry& op, const c10::Device& device) {
-#ifdef ARCFACE_CUDA
-  const char* why = "the addon is built with CUDA, but no CUDA device is visible here (no GPU, or no driver)";
-#else
-  const char* why =
-      "the addon is built without CUDA (rebuild it with ARCFACE_TORCH_DIR=<a CUDA PyTorch's torch/ folder> ARCFACE_CUDA=1)";
-#endif
-  throw Napi::Error::New(env, op.name + ": device '" + device.str() + "' is not available: " + why);
-}
 
 int64_t ToInt(Napi::Env env, const OpEntry& op, const ArgSpec& arg, Napi::Value v) {
   if (!v.IsNumber()) BadArg(env, op, arg, "an integer");
@@ -134,9 +124,7 @@ c10::IValue ToIValue(Napi::Env env, const OpEntry& op, const ArgSpec& arg, Napi:
     }
     case Kind::Device: {
       if (!v.IsString()) BadArg(env, op, arg, "a device string such as 'cpu' or 'cuda:0'");
-      c10::Device device(v.As<Napi::String>().Utf8Value());
-      if (device.is_cuda() && !at::detail::getCUDAHooks().hasCUDA()) NoCuda(env, op, device);
-      return device;
+      return CheckDevice(env, op.name, v.As<Napi::String>().Utf8Value());
     }
     case Kind::String:
       if (!v.IsString()) BadArg(env, op, arg, "a string");

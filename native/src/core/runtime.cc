@@ -84,20 +84,36 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// The default CPU generator's state as a uint8 tensor (torch.get_rng_state), and back.
+// A default generator's state as a uint8 tensor (torch.get_rng_state / torch.cuda.get_rng_state), and
+// back: the CPU's, or a CUDA device's when a device is named.
+at::Generator DefaultGenerator(const Napi::CallbackInfo& info, size_t arg, const char* where) {
+  if (info.Length() <= arg || info[arg].IsUndefined()) return at::detail::getDefaultCPUGenerator();
+  if (!info[arg].IsString()) throw Napi::TypeError::New(info.Env(), std::string(where) + ": the device must be a string");
+  return at::globalContext().defaultGenerator(CheckDevice(info.Env(), where, info[arg].As<Napi::String>().Utf8Value()));
+}
+
 Napi::Value GetRngState(const Napi::CallbackInfo& info) {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  return WrapTensor(info.Env(), gen.get_state());
+  Napi::Env env = info.Env();
+  try {
+    auto gen = DefaultGenerator(info, 0, "getRngState");
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return WrapTensor(env, gen.get_state());
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    ThrowAsJs(env, e);
+  }
 }
 
 Napi::Value SetRngState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   at::Tensor& state = UnwrapTensor(info[0], "setRngState state");
   try {
-    auto gen = at::detail::getDefaultCPUGenerator();
+    auto gen = DefaultGenerator(info, 1, "setRngState");
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(state);
+  } catch (const Napi::Error&) {
+    throw;
   } catch (const std::exception& e) {
     ThrowAsJs(env, e);
   }

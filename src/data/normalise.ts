@@ -1,0 +1,20 @@
+/**
+ * uint8 pixels (0–255) to the network input, as arcface_torch's ToTensor + Normalize(0.5, 0.5):
+ * (x / 255 − 0.5) / 0.5 in float32. Computed as a lookup in a 256-entry table, so the result is the
+ * same bits on every device: a GPU divides by a scalar as a multiply by its reciprocal, which rounds
+ * differently from the loader's float32 output (native/src/data/image_augment.cc), and from the CPU.
+ */
+import * as torch from '../torch/index.js';
+
+// Math.fround of a double quotient/difference is the float32 operation's result: double has more than
+// 2·24 + 2 bits, so rounding twice cannot differ from rounding once.
+const TABLE = Float32Array.from({ length: 256 }, (_, v) => Math.fround(Math.fround(Math.fround(v / 255) - 0.5) / 0.5));
+
+/** Float input is returned as float32 (a copy); uint8 goes through the table, on the images' device. */
+export function normaliseImages(images: torch.Tensor): torch.Tensor {
+  if (images.dtype !== 'uint8') return images.float();
+  return torch.tidy(() => {
+    const table = torch.tensor(TABLE, { device: images.device });
+    return torch.indexSelect(table, 0, images.reshape([-1]).long()).view(images.shape);
+  });
+}
