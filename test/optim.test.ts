@@ -1,8 +1,9 @@
 /**
  * src/optim against PyTorch 1.13 (test/fixtures/optim_trajectories.json, made by make_optim_fixture.py):
  * parameter trajectories of SGD / AdamW under fixed gradients, state dicts (layout, loading PyTorch's,
- * round trip), PolynomialLRWarmup's lr sequence and arcface_torch's training-loop use of it,
- * clip_grad_norm_, and GradScaler's skip / backoff / growth behaviour.
+ * round trip) — each for the per-parameter and the multi-tensor (foreach) step — PolynomialLRWarmup's
+ * lr sequence and arcface_torch's training-loop use of it, clip_grad_norm_, and GradScaler's skip /
+ * backoff / growth behaviour.
  *
  * Tolerance for float32 tensors: |ts − torch| ≤ 1e-6·|torch| + 1e-7 elementwise (the kernels are
  * libtorch's own, so differences are at most a rounding or two). Learning rates are float64 JS
@@ -106,7 +107,12 @@ function run(opt: Optimizer, params: Record<Name, Tensor>, from: number, to: num
   }
 }
 
-const PY_ONLY_OPTIONS = new Set(['maximize', 'foreach', 'differentiable', 'amsgrad', 'capturable']);
+const PY_ONLY_OPTIONS = new Set(['maximize', 'differentiable', 'amsgrad', 'capturable']);
+
+/** PyTorch's state dict with `foreach` set in every group (the fixture has PyTorch's default, None). */
+function withForeach(py: PyStateDict, foreach: boolean | null): PyStateDict {
+  return { ...py, param_groups: py.param_groups.map((g) => ({ ...g, foreach })) };
+}
 
 /** Our state dict has PyTorch's layout and values (PyTorch's extra options are ones we fix to their defaults). */
 function assertStateDictMatches(ours: OptimizerStateDict, py: PyStateDict, what: string): void {
@@ -143,69 +149,78 @@ function toStateDict(py: PyStateDict): LoadedOptimizerStateDict {
   return { state, param_groups: py.param_groups };
 }
 
+// foreach null: PyTorch's default (per-parameter on the CPU); true: the multi-tensor kernels.
 for (const c of cases) {
-  test(`${c.name}: trajectory and state dict match torch.optim`, () => {
-    using _scope = new torch.Scope();
-    const params = makeParams();
-    const opt = makeOptimizer(c, params);
-    run(opt, params, 0, STEPS, (k) => {
-      for (const n of NAMES) assert.equal(params[n].grad, undefined, 'zeroGrad sets grads to undefined');
-      assertParams(params, c.trajectory[k], `step ${k + 1}`);
+  for (const foreach of [null, true]) {
+    const variant = `${c.name} (foreach ${foreach})`;
+    const opts = { foreach };
+
+    test(`${variant}: trajectory and state dict match torch.optim`, () => {
+      using _scope = new torch.Scope();
+      const params = makeParams();
+      const opt = makeOptimizer(c, params, opts);
+      run(opt, params, 0, STEPS, (k) => {
+        for (const n of NAMES) assert.equal(params[n].grad, undefined, 'zeroGrad sets grads to undefined');
+        assertParams(params, c.trajectory[k], `step ${k + 1}`);
+      });
+      assertStateDictMatches(opt.stateDict(), withForeach(c.state_dict_final, foreach), 'final state dict');
+      opt.dispose();
     });
-    assertStateDictMatches(opt.stateDict(), c.state_dict_final, 'final state dict');
-    opt.dispose();
-  });
 
-  test(`${c.name}: loading PyTorch's mid-run state dict continues its trajectory`, () => {
-    using _scope = new torch.Scope();
-    const params = makeParams(c.trajectory[MID - 1]);
-    // Built with a wrong lr and no per-group options: all hyper-parameters must come from the dict.
-    const opt = makeOptimizer(c, params, { lr: 123 }, false);
-    opt.loadStateDict(toStateDict(c.state_dict_mid));
-    run(opt, params, MID, STEPS, (k) => assertParams(params, c.trajectory[k], `step ${k + 1}`));
-    opt.dispose();
-  });
+    test(`${variant}: loading PyTorch's mid-run state dict continues its trajectory`, () => {
+      using _scope = new torch.Scope();
+      const params = makeParams(c.trajectory[MID - 1]);
+      // Built with a wrong lr and no per-group options: all hyper-parameters (foreach too) must come from the dict.
+      const opt = makeOptimizer(c, params, { lr: 123, foreach: !foreach }, false);
+      opt.loadStateDict(toStateDict(withForeach(c.state_dict_mid, foreach)));
+      assert.ok(opt.paramGroups.every((g) => (g as { foreach?: boolean | null }).foreach === foreach), 'foreach from the dict');
+      run(opt, params, MID, STEPS, (k) => assertParams(params, c.trajectory[k], `step ${k + 1}`));
+      opt.dispose();
+    });
 
-  test(`${c.name}: stateDict → loadStateDict round trip continues as if uninterrupted`, () => {
-    using _scope = new torch.Scope();
-    const reference = makeParams();
-    const uninterrupted = makeOptimizer(c, reference);
-    const expected: Values[] = [];
-    run(uninterrupted, reference, 0, STEPS, () => expected.push(paramValues(reference)));
-    uninterrupted.dispose();
+    test(`${variant}: stateDict → loadStateDict round trip continues as if uninterrupted`, () => {
+      using _scope = new torch.Scope();
+      const reference = makeParams();
+      const uninterrupted = makeOptimizer(c, reference, opts);
+      const expected: Values[] = [];
+      run(uninterrupted, reference, 0, STEPS, () => expected.push(paramValues(reference)));
+      uninterrupted.dispose();
 
-    const first = makeParams();
-    const before = makeOptimizer(c, first);
-    run(before, first, 0, MID);
-    const params = makeParams(paramValues(first));
-    const resumed = makeOptimizer(c, params, { lr: 123 }, false);
-    resumed.loadStateDict(before.stateDict());
-    before.dispose(); // the resumed optimizer holds copies
-    run(resumed, params, MID, STEPS, (k) => assert.deepEqual(paramValues(params), expected[k], `step ${k + 1} bitwise`));
-    resumed.dispose();
-  });
+      const first = makeParams();
+      const before = makeOptimizer(c, first, opts);
+      run(before, first, 0, MID);
+      const params = makeParams(paramValues(first));
+      const resumed = makeOptimizer(c, params, { lr: 123 }, false);
+      resumed.loadStateDict(before.stateDict());
+      before.dispose(); // the resumed optimizer holds copies
+      run(resumed, params, MID, STEPS, (k) => assert.deepEqual(paramValues(params), expected[k], `step ${k + 1} bitwise`));
+      resumed.dispose();
+    });
+  }
 }
 
-test('SGD and AdamW step each group with one native call', () => {
+test('SGD and AdamW step each group with one native call; foreach picks the multi-tensor path, null the per-parameter one on the CPU', () => {
   using _scope = new torch.Scope();
   for (const [kind, fn] of [['sgd', 'sgdStep'], ['adamw', 'adamwStep']] as const) {
-    const c = cases.find((x) => x.kind === kind && x.groups.length === 2)!;
-    const params = makeParams();
-    const opt = makeOptimizer(c, params);
-    const original = native[fn];
-    let calls = 0;
-    (native as unknown as Record<string, unknown>)[fn] = (...args: unknown[]) => {
-      calls += 1;
-      return (original as (...a: unknown[]) => unknown)(...args);
-    };
-    try {
-      setGrads(params, 0);
-      opt.step();
-    } finally {
-      (native as unknown as Record<string, unknown>)[fn] = original;
+    for (const [foreach, expected] of [[null, false], [false, false], [true, true]] as const) {
+      const c = cases.find((x) => x.kind === kind && x.groups.length === 2)!;
+      const params = makeParams();
+      const opt = makeOptimizer(c, params, { foreach });
+      const original = native[fn];
+      const used: boolean[] = [];
+      (native as unknown as Record<string, unknown>)[fn] = (...args: unknown[]) => {
+        used.push((args[args.length - 1] as { foreach: boolean }).foreach);
+        return (original as (...a: unknown[]) => unknown)(...args);
+      };
+      try {
+        setGrads(params, 0);
+        opt.step();
+      } finally {
+        (native as unknown as Record<string, unknown>)[fn] = original;
+      }
+      assert.deepEqual(used, [expected, expected], `${kind} foreach ${foreach}: one call per group`);
+      opt.dispose();
     }
-    assert.equal(calls, 2);
-    opt.dispose();
   }
 });
 
@@ -244,6 +259,8 @@ test('optimizer argument checks follow torch.optim', () => {
   assert.throws(() => new SGD([{ params: [w] }, { params: [w, b] }], { lr: 0.1 }), /more than one parameter group/);
   assert.throws(() => new SGD([w.mul(2)], { lr: 0.1 }), /non-leaf/);
   assert.throws(() => new AdamW([w], { betas: [0.9, 1] }), /Invalid beta parameter at index 1/);
+  assert.throws(() => new SGD([w], { lr: 0.1, foreach: 'yes' as unknown as boolean }), /Invalid foreach value: yes/);
+  assert.throws(() => new AdamW([w], { foreach: 1 as unknown as boolean }), /Invalid foreach value: 1/);
   const opt = new SGD([{ params: [w] }, { params: [b], lr: 0.5 }], { lr: 0.1, momentum: 0.9 });
   assert.deepEqual(opt.paramGroups.map((g) => [g.lr, g.momentum]), [[0.1, 0.9], [0.5, 0.9]]);
   const sd = opt.stateDict();
@@ -307,7 +324,7 @@ test("arcface_torch's loop (clip, SGD step, zero_grad, scheduler step) matches P
   const sched = new PolynomialLRWarmup(opt, { warmupIters: a.warmupIters, totalIters: a.totalIters });
   for (let k = 0; k < STEPS; k++) {
     setGrads(params, k, a.gradScale);
-    clipGradNorm([params.w], a.maxNorm);
+    clipGradNorm([params.w], a.maxNorm).dispose();
     assertClose(opt.paramGroups.map((g) => g.lr), a.lrs[k], `lr used at iteration ${k + 1}`, 1e-12, 1e-15);
     torch.tidy(() => opt.step());
     opt.zeroGrad();
@@ -330,7 +347,8 @@ for (const c of fx.clip as {
     setGrads(params, 0);
     if (!c.withGrad.includes('b')) params.b.grad = undefined;
     const total = clipGradNorm([params.w, params.b], c.maxNorm, c.normType);
-    assertClose([total], [c.totalNorm], 'total norm');
+    assert.deepEqual(total.shape, [], 'the total norm is a 0-d tensor, as clip_grad_norm_ returns it');
+    assertClose([total.item()], [c.totalNorm], 'total norm');
     for (const n of NAMES) {
       const g = params[n].grad;
       if (c.grads[n] === null) assert.equal(g, undefined);
@@ -342,9 +360,9 @@ for (const c of fx.clip as {
 test('clipGradNorm without gradients returns 0; a single tensor is accepted', () => {
   using _scope = new torch.Scope();
   const { w } = makeParams();
-  assert.equal(clipGradNorm(w, 1), 0);
+  assert.equal(clipGradNorm(w, 1).item(), 0);
   w.grad = torch.tensor([[3, 0, 0, 0], [4, 0, 0, 0], [0, 0, 0, 0]]);
-  assertClose([clipGradNorm(w, 1)], [5], 'norm');
+  assertClose([clipGradNorm(w, 1).item()], [5], 'norm');
   assertClose(w.grad!.data() as Float32Array, [3 / (5 + 1e-6), 0, 0, 0, 4 / (5 + 1e-6), 0, 0, 0, 0, 0, 0, 0], 'clipped');
 });
 

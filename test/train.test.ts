@@ -299,7 +299,7 @@ async function twoRanksInOneProcess(config: TrainConfig): Promise<TwoRanks> {
         images.dispose();
         labels.dispose();
         const lr = optimizer.paramGroups[0].lr;
-        clipGradNorm(params, 5);
+        clipGradNorm(params, 5).dispose();
         optimizer.step();
         head.step(lr);
         optimizer.zeroGrad();

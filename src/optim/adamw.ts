@@ -3,18 +3,21 @@
  *   p *= 1 − lr·weightDecay;  m = β1·m + (1 − β1)·g;  v = β2·v + (1 − β2)·g²
  *   p -= lr/(1 − β1^t) · m / (√v/√(1 − β2^t) + eps)
  * t counts the steps of each parameter (a step without its gradient does not count), as in PyTorch.
+ * `foreach` as in PyTorch (see SGD): multi-tensor kernels (_multi_tensor_adamw) or per-parameter ops,
+ * by default the former when no parameter is on the CPU; the same numbers either way.
  */
 import { native } from '../torch/native.js';
 import { Tensor } from '../torch/tensor.js';
 import { keep } from '../torch/scope.js';
 import { zerosLike } from '../torch/creation.js';
-import { Optimizer, hasGrad, stepNumber, type ParamGroup, type Params, type StateValue } from './optimizer.js';
+import { Optimizer, hasGrad, stepNumber, useForeach, checkForeach, type ParamGroup, type Params, type StateValue } from './optimizer.js';
 
 export interface AdamWOptions {
   lr: number;
   betas: [number, number];
   eps: number;
   weightDecay: number;
+  foreach: boolean | null;
 }
 
 export interface AdamWState {
@@ -27,7 +30,7 @@ export class AdamW extends Optimizer<AdamWOptions, AdamWState> {
   protected override readonly unsupportedFlags = ['maximize', 'amsgrad'];
 
   constructor(params: Params<AdamWOptions>, options: Partial<AdamWOptions> = {}) {
-    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2, ...options });
+    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2, foreach: null, ...options });
   }
 
   step(): void {
@@ -41,7 +44,14 @@ export class AdamW extends Optimizer<AdamWOptions, AdamWState> {
         states.map((s) => s.expAvg),
         states.map((s) => s.expAvgSq),
         states.map((s) => s.step),
-        { lr: group.lr, beta1: group.betas[0], beta2: group.betas[1], eps: group.eps, weightDecay: group.weightDecay },
+        {
+          lr: group.lr,
+          beta1: group.betas[0],
+          beta2: group.betas[1],
+          eps: group.eps,
+          weightDecay: group.weightDecay,
+          foreach: useForeach(group.foreach, params),
+        },
       );
     }
   }
@@ -53,6 +63,7 @@ export class AdamW extends Optimizer<AdamWOptions, AdamWState> {
       if (!(beta >= 0 && beta < 1)) throw new RangeError(`Invalid beta parameter at index ${i}: ${beta}`);
     });
     if (!(g.weightDecay >= 0)) throw new RangeError(`Invalid weight_decay value: ${g.weightDecay}`);
+    checkForeach(g.foreach);
   }
 
   protected packState(s: AdamWState): Record<string, StateValue> {

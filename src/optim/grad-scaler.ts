@@ -4,9 +4,12 @@
  * step() skips the optimizer when an unscaled gradient holds inf/NaN; update() then multiplies the scale
  * by backoffFactor, and after growthInterval clean iterations in a row by growthFactor. As in PyTorch
  * the scale is a float32 value.
+ * unscale_ is one fused pass over the gradients per device and dtype that leaves its inf/NaN flag on the
+ * device; step() reads it: one host sync per optimizer and iteration (torch.cuda.amp.GradScaler's too).
  */
 import { native } from '../torch/native.js';
-import type { Tensor } from '../torch/tensor.js';
+import { Tensor } from '../torch/tensor.js';
+import { keep } from '../torch/scope.js';
 import type { Optimizer } from './optimizer.js';
 
 export interface GradScalerOptions {
@@ -28,6 +31,21 @@ export interface GradScalerStateDict {
 
 type Stage = 'unscaled' | 'stepped';
 
+/** One optimizer's iteration: its stage, and its found-inf flag (a tensor until step() or update() reads it). */
+interface OptimizerRecord {
+  stage: Stage;
+  foundInf: Tensor | boolean;
+}
+
+function readFoundInf(record: OptimizerRecord): boolean {
+  if (record.foundInf instanceof Tensor) {
+    const flag = record.foundInf;
+    record.foundInf = flag.item() !== 0;
+    flag.dispose();
+  }
+  return record.foundInf;
+}
+
 export class GradScaler {
   private scaleValue: number;
   private growthTracker = 0;
@@ -36,7 +54,7 @@ export class GradScaler {
   private growthInterval: number;
   private readonly enabled: boolean;
   /** What happened to each optimizer since the last update(): its stage and whether it saw inf/NaN. */
-  private perOptimizer = new Map<Optimizer, { stage: Stage; foundInf: boolean }>();
+  private perOptimizer = new Map<Optimizer, OptimizerRecord>();
 
   constructor({ initScale = 65536, growthFactor = 2, backoffFactor = 0.5, growthInterval = 2000, enabled = true }: GradScalerOptions = {}) {
     if (!(growthFactor > 1)) throw new RangeError('The growth factor must be > 1.0.');
@@ -61,7 +79,7 @@ export class GradScaler {
     if (stage === 'stepped') throw new Error('unscale_() is being called after step().');
     const params = optimizer.paramGroups.flatMap((g) => g.params);
     // PyTorch: inv_scale = scale.double().reciprocal().float()
-    const foundInf = native.unscaleGrads(params, Math.fround(1 / this.scaleValue));
+    const foundInf: Tensor = keep(native.unscaleGrads(params, Math.fround(1 / this.scaleValue)));
     this.perOptimizer.set(optimizer, { stage: 'unscaled', foundInf });
   }
 
@@ -73,20 +91,23 @@ export class GradScaler {
     }
     if (this.perOptimizer.get(optimizer)?.stage === 'stepped') throw new Error('step() has already been called since the last update().');
     if (!this.perOptimizer.has(optimizer)) this.unscale_(optimizer);
-    const state = this.perOptimizer.get(optimizer)!;
-    if (!state.foundInf) optimizer.step();
-    state.stage = 'stepped';
-    return !state.foundInf;
+    const record = this.perOptimizer.get(optimizer)!;
+    const foundInf = readFoundInf(record);
+    if (!foundInf) optimizer.step();
+    record.stage = 'stepped';
+    return !foundInf;
   }
 
   /** Adjusts the scale from this iteration's inf checks (or sets it to `newScale`), then starts a new iteration. */
   update(newScale?: number): void {
     if (!this.enabled) return;
+    const records = [...this.perOptimizer.values()];
     if (newScale !== undefined) {
+      for (const r of records) if (r.foundInf instanceof Tensor) r.foundInf.dispose();
       this.scaleValue = Math.fround(newScale);
     } else {
-      if (this.perOptimizer.size === 0) throw new Error('No inf checks were recorded prior to update.');
-      const foundInf = [...this.perOptimizer.values()].some((s) => s.foundInf);
+      if (records.length === 0) throw new Error('No inf checks were recorded prior to update.');
+      const foundInf = records.map(readFoundInf).some((f) => f);
       // _amp_update_scale_ (aten/src/ATen/native/cuda/AmpKernels.cu), in float32
       if (foundInf) {
         this.scaleValue = Math.fround(this.scaleValue * this.backoffFactor);

@@ -125,7 +125,7 @@ export abstract class Optimizer<H extends BaseHyperParams = BaseHyperParams, S e
   /**
    * PyTorch's load_state_dict(): groups must match in number and size; hyper-parameters are taken from
    * the dict, state tensors are copied (cast to each parameter's dtype). `state` may be a Map or a
-   * plain object keyed by index; extra PyTorch options set to their defaults (foreach, …) are ignored.
+   * plain object keyed by index; extra PyTorch options set to their defaults (differentiable, …) are ignored.
    */
   loadStateDict(stateDict: OptimizerStateDict | LoadedOptimizerStateDict): void {
     const saved = stateDict.param_groups;
@@ -188,6 +188,19 @@ export abstract class Optimizer<H extends BaseHyperParams = BaseHyperParams, S e
 
 function disposeStates(states: Iterable<object>): void {
   for (const s of states) for (const v of Object.values(s)) if (v instanceof Tensor) v.dispose();
+}
+
+/**
+ * Whether a group's update runs as multi-tensor (`_foreach_*`) kernels. `foreach: null` is torch.optim's
+ * default: multi-tensor when no parameter is on the CPU (CUDA), else the fused per-parameter loop.
+ */
+export function useForeach(foreach: boolean | null | undefined, params: Tensor[]): boolean {
+  return foreach ?? params.every((p) => p.device !== 'cpu');
+}
+
+/** The check of a group's `foreach` (part of each optimizer's checkGroup). */
+export function checkForeach(foreach: unknown): void {
+  if (foreach != null && typeof foreach !== 'boolean') throw new TypeError(`Invalid foreach value: ${String(foreach)} (true, false or null)`);
 }
 
 /** A saved step count: a number, or a one-element tensor as PyTorch ≥ 1.12 stores it. */

@@ -1,12 +1,15 @@
 /**
- * SGD with momentum (torch.optim.SGD): each group is updated by one fused native call.
+ * SGD with momentum (torch.optim.SGD): each group is updated by one native call.
  *   d_p = g + weightDecay·p;  buf = momentum·buf + (1 − dampening)·d_p  (buf = d_p the first time);
  *   p -= lr · (nesterov ? d_p + momentum·buf : buf)
+ * `foreach` as in PyTorch: true runs the update as multi-tensor kernels over the group's parameters
+ * (per device and dtype; _multi_tensor_sgd), false a loop of per-parameter ops (_single_tensor_sgd),
+ * null (default) the former when no parameter is on the CPU. Both give the same numbers.
  */
 import { native } from '../torch/native.js';
 import { Tensor } from '../torch/tensor.js';
 import { keep } from '../torch/scope.js';
-import { Optimizer, hasGrad, type ParamGroup, type Params, type StateValue } from './optimizer.js';
+import { Optimizer, hasGrad, useForeach, checkForeach, type ParamGroup, type Params, type StateValue } from './optimizer.js';
 
 export interface SGDOptions {
   lr: number;
@@ -14,6 +17,7 @@ export interface SGDOptions {
   dampening: number;
   weightDecay: number;
   nesterov: boolean;
+  foreach: boolean | null;
 }
 
 export interface SGDState {
@@ -23,7 +27,7 @@ export interface SGDState {
 
 export class SGD extends Optimizer<SGDOptions, SGDState> {
   constructor(params: Params<SGDOptions>, options: Partial<SGDOptions> & { lr: number }) {
-    super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...options });
+    super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, foreach: null, ...options });
   }
 
   step(): void {
@@ -34,7 +38,14 @@ export class SGD extends Optimizer<SGDOptions, SGDState> {
       const created = native.sgdStep(
         params,
         states.map((s) => s.momentumBuffer),
-        { lr: group.lr, momentum: group.momentum, dampening: group.dampening, weightDecay: group.weightDecay, nesterov: group.nesterov },
+        {
+          lr: group.lr,
+          momentum: group.momentum,
+          dampening: group.dampening,
+          weightDecay: group.weightDecay,
+          nesterov: group.nesterov,
+          foreach: useForeach(group.foreach, params),
+        },
       );
       created.forEach((buf: Tensor | undefined, i) => {
         if (buf !== undefined) states[i].momentumBuffer = keep(buf);
@@ -47,6 +58,7 @@ export class SGD extends Optimizer<SGDOptions, SGDState> {
     if (!(g.momentum >= 0)) throw new RangeError(`Invalid momentum value: ${g.momentum}`);
     if (!(g.weightDecay >= 0)) throw new RangeError(`Invalid weight_decay value: ${g.weightDecay}`);
     if (g.nesterov && (g.momentum <= 0 || g.dampening !== 0)) throw new RangeError('Nesterov momentum requires a momentum and zero dampening');
+    checkForeach(g.foreach);
   }
 
   protected packState(s: SGDState): Record<string, StateValue> {

@@ -88,8 +88,10 @@ export interface NativeAddon {
   autocastExit(): void;
   sgdStep(params: unknown[], momentumBuffers: unknown[], options: object): any[];
   adamwStep(params: unknown[], expAvgs: unknown[], expAvgSqs: unknown[], steps: number[], options: object): void;
-  clipGradNorm(params: unknown[], maxNorm: number, normType: number): number;
-  unscaleGrads(params: unknown[], invScale: number): boolean;
+  /** the total norm, a 0-d tensor */
+  clipGradNorm(params: unknown[], maxNorm: number, normType: number): any;
+  /** found-inf, a 0-d float32 tensor (nonzero: some gradient held inf/NaN) */
+  unscaleGrads(params: unknown[], invScale: number): any;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   manualSeed(seed: number): void;

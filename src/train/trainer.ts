@@ -229,7 +229,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
           const lr = optimizer.paramGroups[0].lr;
           if (scaler.isEnabled()) {
             scaler.unscale_(optimizer);
-            clipGradNorm(params, 5);
+            clipGradNorm(params, 5).dispose();
             if (scaler.step(optimizer)) {
               head.scaleGrad(Math.fround(1 / scaler.getScale()));
               head.step(lr);
@@ -238,7 +238,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
             }
             scaler.update();
           } else {
-            clipGradNorm(params, 5);
+            clipGradNorm(params, 5).dispose();
             optimizer.step();
             head.step(lr);
           }
