@@ -112,6 +112,51 @@ describe('data parallel', () => {
   });
 });
 
+describe('gradient all-reduce overlapped with backward', () => {
+  const glooHasBfloat16 = !torch.runtimeInfo().torchVersion.startsWith('1.');
+  // 3 buckets (cap 0.001 MB): [linear bias], [linear weight], [PReLU, conv, the unused Linear].
+  const cases: [number, string, number][] = [[2, 'none', 1], [3, 'none', 1], [2, 'float16', 1], [2, 'bfloat16', 1], [2, 'none', 3], [3, 'float16', 2]];
+  for (const [worldSize, compression, microSteps] of cases) {
+    test(`${worldSize} ranks, compression ${compression}, ${microSteps} backward pass${microSteps > 1 ? 'es (noSync)' : ''}: the mean of every rank's gradients`, async () => {
+      const runs = await runWorkers(worldSize, ['grads', compression, String(microSteps)]);
+      if (compression === 'bfloat16' && !glooHasBfloat16) {
+        for (const run of runs) assert.match(run.stderr, /compression 'bfloat16' needs a libtorch 2\.x build \(the Gloo of libtorch 1\.13\.\d has no bfloat16 all-reduce\); use 'float16'/);
+        return;
+      }
+      for (const run of runs) assert.equal(run.code, 0, run.stderr);
+      const ranks = runs.map((r) => r.records[0]);
+      for (const r of ranks) {
+        assert.equal(r.buckets, 3);
+        // noSync micro-steps launch nothing; the last backward launches the two buckets whose gradients
+        // all landed (the third holds the unused Linear); syncGradients takes them all
+        assert.deepEqual(r.inFlight, [...Array(microSteps - 1).fill(0), 2, 0]);
+        assert.equal(r.afterBackward, 0, 'overlap: false launches nothing during backward');
+        // The same reduction on the wire whether launched from the hooks or after backward: bit for bit.
+        assert.deepEqual(r.overlap, r.sync);
+        assert.deepEqual(r.overlap, ranks[0].overlap, 'every rank ends with the same gradients');
+        // the unused Linear (registered first) has no local gradient anywhere: its mean is zeros
+        for (const p of r.overlap.slice(0, 2)) assert.ok(p.every((v: number) => v === 0));
+        assert.ok(r.overlap.slice(2).every((p: number[]) => p.some((v) => v !== 0)));
+        // Two ranks: a + b is one rounding in any order, so the reference agrees bit for bit.
+        // Three: the ring sums in another order than rank order; each of the two roundings is
+        // within half an ulp of a partial sum, at most 3 × the largest local gradient element
+        // (float32: 2⁻²⁴ → 1e-6 of it; on the float16 wire, of summands ÷ 3, 2⁻¹¹ → 2e-3).
+        if (worldSize === 2) {
+          assert.deepEqual(r.overlap, r.reference);
+        } else {
+          const tolerance = compression === 'none' ? 1e-6 : 2e-3;
+          r.overlap.forEach((p: number[], i: number) =>
+            p.forEach((v, j) => assert.ok(Math.abs(v - r.reference[i][j]) <= tolerance * r.scales[i], `param ${i}[${j}] ${v} vs ${r.reference[i][j]} (scale ${r.scales[i]})`)),
+          );
+        }
+        assert.match(r.misuse[0], /the gradients of the previous backward were not synced; call syncGradients\(\)/);
+        assert.match(r.misuse[1], /parameter \d+ \(in bucket order\) got a second gradient after its bucket's all-reduce had started/);
+        assert.deepEqual(r.leaked, { tensors: 0, bytes: 0 }, 'disposed DDPs and model leave no tensor behind');
+      }
+    });
+  }
+});
+
 describe('model-parallel Partial FC', () => {
   const runPfc = async (worldSize: number, sampleRate: number, env: NodeJS.ProcessEnv = {}) => {
     const runs = await runWorkers(worldSize, ['pfc', '4', String(sampleRate)], env);
@@ -230,6 +275,19 @@ describe('failures', () => {
     for (const r of [0, 2]) {
       assert.equal(runs[r].code, 3, runs[r].stderr);
       const [record] = runs[r].records;
+      assert.match(record.error, /allReduce failed on rank \d of 3: rank 1 is gone/);
+      assert.ok(record.afterMs < 10_000, `noticed after ${record.afterMs} ms`);
+    }
+  });
+
+  test('a rank killed while the others are in backward is named by them at syncGradients, which fails at once', async () => {
+    const runs = await runWorkers(3, ['die-in-backward', '1'], { ARCFACE_DIST_TIMEOUT_MS: '20000' });
+    assert.equal(runs[1].code, null, 'rank 1 was killed');
+    for (const r of [0, 2]) {
+      assert.equal(runs[r].code, 3, runs[r].stderr);
+      const [record] = runs[r].records;
+      assert.equal(record.step, 1);
+      assert.equal(record.inFlight, 2, 'backward returned with two buckets on the wire');
       assert.match(record.error, /allReduce failed on rank \d of 3: rank 1 is gone/);
       assert.ok(record.afterMs < 10_000, `noticed after ${record.afterMs} ms`);
     }

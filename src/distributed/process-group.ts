@@ -91,6 +91,12 @@ export class ProcessGroup {
     return this.id!;
   }
 
+  /** The native group's id, for native parts that run collectives themselves (DDP's reducer). */
+  nativeId(): number {
+    if (this.id === undefined) throw new Error('a world of one has no native process group');
+    return this.group();
+  }
+
   /** In place: every rank ends with the reduction of all ranks' tensors ('avg' = sum / worldSize). */
   allReduce(t: Tensor, op: ReduceOp = 'sum'): void {
     if (this.id === undefined) return;

@@ -70,6 +70,14 @@ export interface NativeDist {
   barrier(group: number, async: boolean): Promise<void> | undefined;
   /** all-gather along dim 0 whose backward hands each rank its slice of the summed gradient × worldSize */
   allGatherWithGrad(group: number, tensor: unknown): any;
+  /** DDP's reducer (native/src/distributed/reducer.cc): all-reduces gradient buckets from hooks as backward produces them */
+  reducerCreate(group: number, buckets: unknown[][], compression: string): number;
+  /** before a forward: sync = its backward launches each bucket's all-reduce once its gradients have landed */
+  reducerPrepare(reducer: number, sync: boolean): void;
+  /** after backward: all-reduces the buckets not launched yet, waits for all, writes the means into .grad */
+  reducerFinish(reducer: number): void;
+  reducerInFlight(reducer: number): number;
+  reducerDestroy(reducer: number): void;
 }
 
 export interface NativeAddon {

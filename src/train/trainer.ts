@@ -113,6 +113,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     backbone.train();
     // arcface_torch: bucket_cap_mb=16 and fp16_compress_hook on the gradient buckets
     const ddp = new DistributedDataParallel(backbone, group, { bucketCapMb: 16, compression: 'float16' });
+    disposers.push(() => ddp.dispose());
 
     const [m1, m2, m3] = config.marginList;
     const head = new PartialFC({
@@ -202,8 +203,11 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
         if (!batch) break;
         const stepStart = performance.now();
         globalStep += 1;
+        // the step's last micro-batch syncs; the backward of the others only accumulates (DDP's no_sync)
+        const syncStep = globalStep % config.gradientAcc === 0;
         const loss = torch.tidy(() => {
-          const embeddings = ddp.forward(batch.images);
+          const forward = () => ddp.forward(batch.images);
+          const embeddings = syncStep ? forward() : ddp.noSync(forward);
           const l = head.forward(embeddings, batch.labels);
           scaler.scale(l).backward();
           backwardCheckpoints(backbone);  // the activation-checkpointed blocks of a ViT (a no-op otherwise)
@@ -215,7 +219,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
           throw new TrainingError(`step ${globalStep}: the loss is ${loss}; stopped without saving (the last checkpoint in ${output} is intact)`);
         }
 
-        if (globalStep % config.gradientAcc === 0) {
+        if (syncStep) {
           ddp.syncGradients();
           const lr = optimizer.paramGroups[0].lr;
           if (scaler.isEnabled()) {

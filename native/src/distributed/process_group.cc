@@ -362,11 +362,18 @@ at::Tensor DistAllGatherCat(int id, const at::Tensor& t) {
   return at::cat(outputs[0], 0);
 }
 
-void DistAllReduceSum(int id, at::Tensor& t) {
-  Group& g = GroupAt(id);
-  g.Enter();
-  std::vector<at::Tensor> tensors{t};
-  WaitOrThrow(g, g.pg->allreduce(tensors), "allReduce");
+void DistAllReduceSum(int id, at::Tensor& t) { DistAllReduceSumStart(id, t)(); }
+
+std::function<void()> DistAllReduceSumStart(int id, const at::Tensor& t) {
+  try {
+    Group& g = GroupAt(id);
+    g.Enter();
+    std::vector<at::Tensor> tensors{t};
+    c10::intrusive_ptr<c10d::Work> work = g.pg->allreduce(tensors);
+    return [id, work] { WaitOrThrow(GroupAt(id), work, "allReduce"); };
+  } catch (const std::exception& e) {
+    return [id, what = std::string(e.what())] { throw std::runtime_error(FailureMessage(GroupAt(id), "allReduce", what)); };
+  }
 }
 
 int DistRank(int id) { return GroupAt(id).rank; }
@@ -381,6 +388,7 @@ void InitDist(Napi::Env env, Napi::Object exports) {
   dist.Set("allGather", Napi::Function::New(env, AllGather));
   dist.Set("barrier", Napi::Function::New(env, Barrier));
   InitDistAutograd(env, dist);
+  InitDistReducer(env, dist);
   exports.Set("dist", dist);
 }
 
