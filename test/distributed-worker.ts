@@ -3,34 +3,46 @@
  * and prints one JSON line with what it saw.
  *   node dist/test/distributed-worker.js collectives | train <steps> [compression] | pfc <steps> [sampleRate] | die-after <n> <rank> | stall <rank>
  *     | grads <compression> <microSteps> | die-in-backward <rank>
+ * PG_OPTIONS: JSON of ProcessGroupOptions for initProcessGroup (backend, hostGroup); a group that cannot
+ * start prints {initError} and exits 4. collectives reads PG_DEVICE (default cpu): where its tensors live.
  * pfc reads PFC_CLASSES (default 12), PFC_IMPLEMENTATION ('fused' or 'ops') and PFC_EXPORT (a path to exportWeight to).
  */
 import * as torch from '../src/torch/index.js';
 import * as nn from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
-import { initProcessGroup, DistributedDataParallel } from '../src/distributed/index.js';
+import { initProcessGroup, DistributedDataParallel, type ProcessGroup } from '../src/distributed/index.js';
 import { PartialFC, arcface, type PartialFCImplementation } from '../src/heads/index.js';
 import { shardGroupOf } from '../src/heads/process-group-shards.js';
 
 const [scenario, ...args] = process.argv.slice(2);
-const pg = initProcessGroup();
+let pg: ProcessGroup;
+try {
+  pg = initProcessGroup(JSON.parse(process.env.PG_OPTIONS ?? '{}'));
+} catch (error) {
+  console.log(JSON.stringify({ initError: (error as Error).message }));
+  process.exit(4);
+}
 const { rank, worldSize } = pg;
 const out = (record: object) => console.log(JSON.stringify({ rank, worldSize, ...record }));
 
 async function collectives() {
-  const sum = torch.tensor([rank + 1, 10 * (rank + 1)]);
+  const device = (process.env.PG_DEVICE ?? 'cpu') as torch.Device;
+  const on = (data: number[] | number[][]) => torch.tensor(data, { device });
+  const sum = on([rank + 1, 10 * (rank + 1)]);
   pg.allReduce(sum, 'sum');
-  const max = torch.tensor([rank, -rank]);
+  const max = on([rank, -rank]);
   pg.allReduce(max, 'max');
-  const avg = torch.tensor([rank * 2]);
+  const avg = on([rank * 2]);
   await pg.allReduceAsync(avg, 'avg');
-  const fromLast = torch.tensor([rank * 100, 7]);
+  const fromLast = on([rank * 100, 7]);
   pg.broadcast(fromLast, worldSize - 1);
-  const gathered = (await pg.allGatherAsync(torch.tensor([[rank, rank * rank]]))).map((t) => t.toArray());
-  const scattered = pg.reduceScatter(torch.arange(0, 2 * worldSize, 1, { dtype: 'float32' }).add(rank));
+  const gathered = (await pg.allGatherAsync(on([[rank, rank * rank]]))).map((t) => t.toArray());
+  const scattered = pg.reduceScatter(torch.arange(0, 2 * worldSize, 1, { dtype: 'float32' }).add(rank).to(device));
   pg.barrier();
   await pg.barrierAsync();
-  out({ sum: sum.toArray(), max: max.toArray(), avg: avg.toArray(), broadcast: fromLast.toArray(), gathered, scattered: scattered.toArray() });
+  // which c10d group carried them, and which carries a host scalar (a CPU tensor)
+  const backends = { tensors: pg.backendFor(sum), hostScalar: pg.backendFor(torch.tensor([0])) };
+  out({ sum: sum.toArray(), max: max.toArray(), avg: avg.toArray(), broadcast: fromLast.toArray(), gathered, scattered: scattered.toArray(), backends });
 }
 
 /** The same global batch of 8 split over the ranks; no BatchNorm, so the split changes nothing. */

@@ -9,6 +9,8 @@ import { spawn, spawnSync, execSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import * as torch from '../src/torch/index.js';
+import { ProcessGroup, type Backend } from '../src/distributed/index.js';
+import { native } from '../src/torch/native.js';
 import { repoRoot } from './helpers.js';
 
 const worker = path.join(repoRoot, 'dist', 'test', 'distributed-worker.js');
@@ -62,19 +64,87 @@ const alive = (pid: number) => {
   }
 };
 
+/** The collectives scenario's results on 3 ranks, worked out by hand; → each rank's record. */
+function assertCollectives(runs: Run[]): Record<string, any>[] {
+  for (const run of runs) assert.equal(run.code, 0, run.stderr);
+  for (const { records: [r] } of runs) {
+    assert.deepEqual(r.sum, [6, 60]);
+    assert.deepEqual(r.max, [2, 0]);
+    assert.deepEqual(r.avg, [2]);
+    assert.deepEqual(r.broadcast, [200, 7]);
+    assert.deepEqual(r.gathered, [[[0, 0]], [[1, 1]], [[2, 4]]]);
+    // sum over ranks of arange(6) + rank = 3·arange(6) + 3; rank r keeps elements [2r, 2r+2)
+    assert.deepEqual(r.scattered, [0, 1].map((i) => 3 * (2 * r.rank + i) + 3));
+  }
+  return runs.map((run) => run.records[0]);
+}
+
+const gloo = { backend: 'gloo', storePrefix: 'default_pg' };
+const sideGloo = { backend: 'gloo', storePrefix: 'host_pg' };
+
 describe('collectives (world size 3)', () => {
   test('allReduce sum/max/avg, broadcast, allGather, reduceScatter, barrier', async () => {
-    const runs = await runWorkers(3, ['collectives']);
-    for (const run of runs) assert.equal(run.code, 0, run.stderr);
-    for (const { records: [r] } of runs) {
-      assert.deepEqual(r.sum, [6, 60]);
-      assert.deepEqual(r.max, [2, 0]);
-      assert.deepEqual(r.avg, [2]);
-      assert.deepEqual(r.broadcast, [200, 7]);
-      assert.deepEqual(r.gathered, [[[0, 0]], [[1, 1]], [[2, 4]]]);
-      // sum over ranks of arange(6) + rank = 3·arange(6) + 3; rank r keeps elements [2r, 2r+2)
-      assert.deepEqual(r.scattered, [0, 1].map((i) => 3 * (2 * r.rank + i) + 3));
+    for (const r of assertCollectives(await runWorkers(3, ['collectives']))) assert.deepEqual(r.backends, { tensors: gloo, hostScalar: gloo });
+  });
+
+  // The layout of backend 'nccl' (device tensors on one group, CPU tensors on a side Gloo group over the
+  // same store, another prefix) with Gloo standing in for NCCL: both groups rendezvous and the CPU
+  // tensors — here all of them — go to the side one.
+  test('a side Gloo group for CPU tensors (hostGroup), Gloo standing in for the device backend: the same results', async () => {
+    const runs = await runWorkers(3, ['collectives'], { PG_OPTIONS: JSON.stringify({ hostGroup: true }) });
+    for (const r of assertCollectives(runs)) assert.deepEqual(r.backends, { tensors: sideGloo, hostScalar: sideGloo });
+  });
+});
+
+// On a machine with a GPU (none of the CPU machines here): one GPU holds 3 Gloo ranks, or an NCCL world of one.
+describe('CUDA tensors', { skip: torch.runtimeInfo().cudaAvailable ? false : 'no CUDA device here' }, () => {
+  test('Gloo carries CUDA tensors over 3 processes on one GPU; CPU tensors go to the side group', async () => {
+    const runs = await runWorkers(3, ['collectives'], { PG_DEVICE: 'cuda:0', PG_OPTIONS: JSON.stringify({ hostGroup: true }) });
+    for (const r of assertCollectives(runs)) assert.deepEqual(r.backends, { tensors: gloo, hostScalar: sideGloo });
+  });
+
+  // A world of one has no native group in ProcessGroup: the addon's own, to run NCCL at all on one GPU.
+  test("backend 'nccl' (world of one): CUDA tensors on NCCL, CPU ones on the side Gloo group; NCCL only refuses a CPU tensor by name", () => {
+    const init = (hostGroup: boolean) =>
+      native.dist.init({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: nextPort++, timeoutMs: 20_000, heartbeatMs: 1000, backend: 'nccl', hostGroup });
+    torch.tidy(() => {
+      const mixed = init(true);
+      const onGpu = torch.tensor([1, 2], { device: 'cuda:0' }), onCpu = torch.tensor([3]);
+      assert.deepEqual(native.dist.backendFor(mixed, onGpu), { backend: 'nccl', storePrefix: 'default_pg' });
+      assert.deepEqual(native.dist.backendFor(mixed, onCpu), sideGloo);
+      native.dist.allReduce(mixed, onGpu, 'sum', false);
+      native.dist.allReduce(mixed, onCpu, 'max', false);
+      assert.deepEqual([onGpu.toArray(), onCpu.toArray()], [[1, 2], [3]]);
+      native.dist.barrier(mixed, false);
+      native.dist.destroy(mixed);
+      const ncclOnly = init(false);
+      assert.throws(() => native.dist.allReduce(ncclOnly, onCpu, 'sum', false), /allReduce: the tensor is on cpu, but this process group is NCCL only \(hostGroup: false\)/);
+      native.dist.destroy(ncclOnly);
+    });
+  });
+});
+
+describe("backend 'nccl' where it cannot run", () => {
+  const { cudaBuild, cudaAvailable } = torch.runtimeInfo();
+  const why = cudaBuild
+    ? /^process group backend 'nccl' is not available: the addon is built with CUDA, but no CUDA device is visible here \(no GPU, or no driver\)$/
+    : /^process group backend 'nccl' is not available: the addon is built without CUDA \(rebuild it with ARCFACE_TORCH_DIR=<a CUDA PyTorch's torch\/ folder> ARCFACE_CUDA=1 bash scripts\/setup\.sh\)$/;
+
+  test('every rank fails at once with the reason, in one line (world sizes 2 and 1)', { skip: cudaAvailable ? 'a CUDA device is here' : false }, async () => {
+    const options = { PG_OPTIONS: JSON.stringify({ backend: 'nccl' }) };
+    for (const runs of [await runWorkers(2, ['collectives'], options), await runWorkers(1, ['collectives'], options)]) {
+      for (const run of runs) {
+        assert.equal(run.code, 4, run.stdout + run.stderr);
+        assert.match(run.records[0].initError, why);
+        assert.ok(run.ms < 20_000, `failed after ${run.ms} ms: nobody waited for the rendezvous`);
+      }
     }
+  });
+
+  test('an unknown backend is named', () => {
+    const create = (backend: string) => ProcessGroup.create({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: 0, backend: backend as Backend });
+    assert.throws(() => create('mpi'), /process group: unknown backend 'mpi' \(gloo, nccl\)/);
+    assert.equal(create('gloo').backend, 'gloo');
   });
 });
 
@@ -293,15 +363,17 @@ describe('failures', () => {
     }
   });
 
-  test('a stalled rank is named after the timeout', async () => {
-    const runs = await runWorkers(3, ['stall', '5', '2'], { ARCFACE_DIST_TIMEOUT_MS: '2000' }, 30_000);
-    for (const r of [0, 1]) {
-      assert.equal(runs[r].code, 3, runs[r].stderr);
-      const [record] = runs[r].records;
-      assert.match(record.error, /rank 2 has not entered it \(it is at collective 5, this rank at 6\)/);
-      assert.ok(record.afterMs >= 2000 && record.afterMs < 15_000, `failed after ${record.afterMs} ms`);
+  test('a stalled rank is named after the timeout (one Gloo group, and the side Gloo group of hostGroup)', async () => {
+    for (const options of [{}, { hostGroup: true }]) {
+      const runs = await runWorkers(3, ['stall', '5', '2'], { ARCFACE_DIST_TIMEOUT_MS: '2000', PG_OPTIONS: JSON.stringify(options) }, 30_000);
+      for (const r of [0, 1]) {
+        assert.equal(runs[r].code, 3, runs[r].stderr);
+        const [record] = runs[r].records;
+        assert.match(record.error, /rank 2 has not entered it \(it is at collective 5, this rank at 6\)/);
+        assert.ok(record.afterMs >= 2000 && record.afterMs < 15_000, `failed after ${record.afterMs} ms`);
+      }
+      assert.equal(runs[2].code, null, 'the stalled rank was left running until the test killed it');
     }
-    assert.equal(runs[2].code, null, 'the stalled rank was left running until the test killed it');
   });
 
   test('arcface launch stops every worker when one dies and names it', async () => {

@@ -60,10 +60,35 @@ export interface AutocastState {
   cudaDtype: string;
 }
 
-/** c10d (native/src/distributed/process_group.cc): TCPStore rendezvous + ProcessGroupGloo. Collectives run in place. */
+/** `arcface doctor`'s CUDA facts (native/src/core/runtime.cc); free memory makes a context on each device. */
+export type CudaInfo =
+  | { built: false }
+  | {
+      built: true;
+      runtimeVersion: string;
+      /** null: no driver */
+      driverVersion: string | null;
+      devices: { index: number; name: string; computeCapability: string; totalMemory: number; freeMemory: number }[];
+      /** why no device is visible (cudart's words) */
+      error?: string;
+    };
+
+/**
+ * c10d (native/src/distributed/process_group.cc): TCPStore rendezvous, ProcessGroupGloo, and in the CUDA
+ * build ProcessGroupNCCL. Collectives run in place, on the backend of their tensor's device.
+ */
 export interface NativeDist {
-  init(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; heartbeatMs: number; ifname?: string }): number;
+  init(options: {
+    rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; heartbeatMs: number;
+    backend: string; hostGroup: boolean; ifname?: string;
+  }): number;
   destroy(group: number): void;
+  /** throws why `backend` cannot run here (unknown name, no CUDA build, no CUDA device) */
+  checkBackend(backend: string): void;
+  /** the c10d group that carries `tensor`'s collectives */
+  backendFor(group: number, tensor: unknown): { backend: 'gloo' | 'nccl'; storePrefix: string };
+  /** the NCCL library loaded; undefined in a build without CUDA */
+  ncclVersion(): string | undefined;
   allReduce(group: number, tensor: unknown, op: string, async: boolean): Promise<void> | undefined;
   broadcast(group: number, tensor: unknown, root: number, async: boolean): Promise<void> | undefined;
   allGather(group: number, outputs: unknown[], input: unknown, async: boolean): Promise<void> | undefined;
@@ -106,6 +131,7 @@ export interface NativeAddon {
   getRngState(): any;
   setRngState(state: unknown): void;
   info(): RuntimeInfo;
+  cudaInfo(): CudaInfo;
   /** JS tensors not yet disposed (or collected) */
   liveTensors(): number;
   emptyCpuCache(): void;
@@ -224,6 +250,9 @@ export interface CpuCacheStats {
 }
 
 function addonPath(): string {
+  const chosen = process.env.ARCFACE_ADDON; // exactly this file (e.g. another variant's BUILD_DIR/Release/arcface_native.node)
+  if (chosen && !existsSync(chosen)) throw new Error(`ARCFACE_ADDON=${chosen}: no such file (the addon to load)`);
+  if (chosen) return path.resolve(chosen);
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
   // src/torch/native.ts is compiled to dist/src/torch/native.js: the repo root is one more level up.
   for (const base of [root, path.resolve(root, '..')]) {

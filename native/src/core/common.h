@@ -62,6 +62,10 @@ const char* DtypeName(c10::ScalarType type);
 // IValue <-> JS
 Napi::Value IValueToJs(Napi::Env env, const c10::IValue& value);
 
+// Why CUDA cannot be used here, "" when a CUDA device is visible: the addon is built without CUDA
+// (and how to rebuild it), or built with CUDA but no device is visible (core/runtime.cc).
+std::string CudaUnavailableReason();
+
 // Rethrow a C++ exception (c10::Error included) as a JS Error carrying its message.
 [[noreturn]] void ThrowAsJs(Napi::Env env, const std::exception& e);
 

@@ -81,13 +81,7 @@ Kind KindOf(const c10::TypePtr& type, const std::string& op, const std::string& 
 // Every device string reaches libtorch through here: say why CUDA is not there, rather than
 // libtorch's "Could not run ... with arguments from the 'CUDA' backend" or a driver error.
 [[noreturn]] void NoCuda(Napi::Env env, const OpEntry& op, const c10::Device& device) {
-#ifdef ARCFACE_CUDA
-  const char* why = "the addon is built with CUDA, but no CUDA device is visible here (no GPU, or no driver)";
-#else
-  const char* why =
-      "the addon is built without CUDA (rebuild it with ARCFACE_TORCH_DIR=<a CUDA PyTorch's torch/ folder> ARCFACE_CUDA=1)";
-#endif
-  throw Napi::Error::New(env, op.name + ": device '" + device.str() + "' is not available: " + why);
+  throw Napi::Error::New(env, op.name + ": device '" + device.str() + "' is not available: " + CudaUnavailableReason());
 }
 
 int64_t ToInt(Napi::Env env, const OpEntry& op, const ArgSpec& arg, Napi::Value v) {
