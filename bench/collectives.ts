@@ -4,11 +4,10 @@
  *   node dist/bench/collectives.js [--world 2] [--reps 10]
  * busGBps = size × 2(n−1)/n ÷ time, the traffic each rank moves in a ring all-reduce.
  */
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as torch from '../src/torch/index.js';
 import { initProcessGroup } from '../src/distributed/index.js';
-import { emit, round, summarize, timeMs, argNumber } from './harness.js';
+import { emit, round, summarize, timeMs, argNumber, runRanks } from './harness.js';
 
 const reps = argNumber('reps', 10);
 
@@ -31,18 +30,5 @@ if (process.env.RANK !== undefined) {
   }
   pg.destroy();
 } else {
-  const world = argNumber('world', 2);
-  const port = String(29400 + (process.pid % 500));
-  const self = fileURLToPath(import.meta.url);
-  await Promise.all(
-    Array.from({ length: world }, (_, rank) =>
-      new Promise<void>((resolve, reject) => {
-        const child = spawn(process.execPath, [self, ...process.argv.slice(2)], {
-          stdio: ['ignore', 'inherit', 'inherit'],
-          env: { ...process.env, MASTER_ADDR: '127.0.0.1', MASTER_PORT: port, RANK: String(rank), WORLD_SIZE: String(world) },
-        });
-        child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`rank ${rank} exited with ${code}`))));
-      }),
-    ),
-  );
+  await runRanks(fileURLToPath(import.meta.url), argNumber('world', 2));
 }

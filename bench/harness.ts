@@ -1,7 +1,10 @@
 /**
  * Benchmark helpers: run variants interleaved (A B A B …) so machine noise hits both alike,
- * and report medians, spread and ratios as JSON lines.
+ * and report medians, spread and ratios as JSON lines; start a script's ranks on 127.0.0.1.
  */
+import { spawn } from 'node:child_process';
+import { workerThreadEnv } from '../src/distributed/launcher.js';
+
 export interface Timing {
   medianMs: number;
   minMs: number;
@@ -49,3 +52,22 @@ export function argValue(name: string, fallback: string): string {
 }
 
 export const argNumber = (name: string, fallback: number): number => Number(argValue(name, String(fallback)));
+
+/**
+ * Runs `script` (this process's arguments passed on) as `world` ranks on 127.0.0.1 with the
+ * torchrun variables and the cores shared out as `arcface launch` does; resolves when every rank exited 0.
+ */
+export async function runRanks(script: string, world: number): Promise<void> {
+  const port = String(29400 + (process.pid % 500));
+  await Promise.all(
+    Array.from({ length: world }, (_, rank) =>
+      new Promise<void>((resolve, reject) => {
+        const child = spawn(process.execPath, [script, ...process.argv.slice(2)], {
+          stdio: ['ignore', 'inherit', 'inherit'],
+          env: { ...process.env, ...workerThreadEnv(world), MASTER_ADDR: '127.0.0.1', MASTER_PORT: port, RANK: String(rank), WORLD_SIZE: String(world) },
+        });
+        child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`rank ${rank} exited with ${code}`))));
+      }),
+    ),
+  );
+}

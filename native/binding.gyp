@@ -19,6 +19,7 @@
         "src/optim/fused_step.cc",
         "src/distributed/process_group.cc",
         "src/distributed/autograd.cc",
+        "src/distributed/reducer.cc",
         "src/heads/partial_fc/kernel.cc",
         "src/heads/partial_fc/gemm.cc",
         "src/heads/partial_fc/sampler.cc",

@@ -71,7 +71,11 @@ case ${1:-} in
     [ -z "$torch_dir" ] && out="$out -I/usr/include/torch/csrc/api/include"
     [ -n "${GLOO_INCLUDE:-}" ] && out="$out -I$GLOO_INCLUDE"
     if [ "$cuda" = 1 ]; then
-      out="$out -DARCFACE_CUDA=1 -DUSE_C10D_NCCL -I$cuda_include"
+      # -Wno-interference-size: c10/cuda/CUDAEvent.h aligns to std::hardware_destructive_interference_size (g++ warns wherever it is included).
+      out="$out -DARCFACE_CUDA=1 -DUSE_C10D_NCCL -Wno-interference-size -I$cuda_include"
+      # ATen/cuda/CUDAContext.h includes the CUDA libraries' headers (cusparse.h, cublas_v2.h): the nvidia
+      # wheels carry them, a bare toolkit may not.
+      [ -d "$nvidia/cu13/include" ] && [ "$cuda_include" != "$nvidia/cu13/include" ] && out="$out -I$nvidia/cu13/include"
       [ -d "$nvidia/nccl/include" ] && out="$out -I$nvidia/nccl/include"
     fi
     echo "$out"

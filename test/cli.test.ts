@@ -64,6 +64,37 @@ test('arcface doctor reports libtorch 1.13+, OpenBLAS (Debian) or libtorch’s o
   assert.deepEqual(facts.problems, []);
 });
 
+test('arcface doctor --json: CUDA and NCCL as the addon was linked and as its PyTorch reports them (not built: a CPU build)', () => {
+  const run = arcface('doctor', '--json');
+  assert.equal(run.status, 0, run.stdout + run.stderr);
+  const { cuda, nccl, ...rest } = JSON.parse(run.stdout);
+  // whether the addon is the CUDA build: it links libtorch_cuda (torch-config.sh's CUDA libs)
+  const addon = process.env.ARCFACE_ADDON ?? path.join(repoRoot, 'native', 'build', 'Release', 'arcface_native.node');
+  const linksCuda = /NEEDED.*libtorch_cuda\.so/.test(spawnSync('readelf', ['-d', addon], { encoding: 'utf8' }).stdout);
+  assert.equal(rest['cuda build'], linksCuda);
+  if (!linksCuda) {
+    assert.deepEqual([cuda, nccl], [{ built: false }, { available: false, version: null }]);
+    return;
+  }
+  // the CUDA PyTorch the addon was built on (ARCFACE_REFERENCE_PYTHON, as for the live references)
+  const python = process.env.ARCFACE_REFERENCE_PYTHON ?? '/usr/bin/python3';
+  const script = `import json, torch
+n = torch.cuda.device_count()
+print(json.dumps({'cuda': torch.version.cuda, 'nccl': '.'.join(map(str, torch.cuda.nccl.version())), 'devices': [
+  {'index': i, 'name': torch.cuda.get_device_name(i), 'computeCapability': '%d.%d' % torch.cuda.get_device_capability(i),
+   'totalMemory': torch.cuda.get_device_properties(i).total_memory} for i in range(n)]}))`;
+  const py = spawnSync(python, ['-c', script], { encoding: 'utf8' });
+  assert.equal(py.status, 0, `${python} (ARCFACE_REFERENCE_PYTHON, a CUDA PyTorch): ${py.stderr}`);
+  const reference = JSON.parse(py.stdout);
+  assert.equal(cuda.built, true);
+  assert.equal(cuda.runtimeVersion, reference.cuda);
+  assert.equal(nccl.version, reference.nccl);
+  assert.deepEqual(cuda.devices.map(({ freeMemory, ...d }: { freeMemory: number }) => d), reference.devices);
+  for (const d of cuda.devices) assert.ok(d.freeMemory > 0 && d.freeMemory <= d.totalMemory, `device ${d.index}: ${d.freeMemory} free`);
+  assert.equal(nccl.available, reference.devices.length > 0);
+  if (reference.devices.length === 0) assert.match(cuda.error, /\S/, 'why no device is visible');
+});
+
 test('arcface with an unknown command or bad option exits non-zero with a message', () => {
   const unknown = arcface('frobnicate');
   assert.equal(unknown.status, 2);

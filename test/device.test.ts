@@ -33,7 +33,7 @@ const tolerance = (gpu: number) => (onCpu ? 0 : gpu);
 
 test('a device this build or machine cannot use is one clear line, wherever it is asked for', () => {
   const why = !info.cudaBuild
-    ? /is not available: the addon is built without CUDA \(build the CUDA variant: ARCFACE_TORCH_DIR=.* ARCFACE_CUDA=1 bash scripts\/setup.sh\)/
+    ? /is not available: the addon is built without CUDA \(rebuild it with ARCFACE_TORCH_DIR=.* ARCFACE_CUDA=1 bash scripts\/setup.sh\)/
     : torch.cudaDeviceCount() === 0
       ? /is not available: the addon is built with CUDA, but no CUDA device is visible here/
       : /is not available: \d+ CUDA device\(s\) visible/;

@@ -9,6 +9,8 @@ import { spawn, spawnSync, execSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import * as torch from '../src/torch/index.js';
+import { ProcessGroup, type Backend } from '../src/distributed/index.js';
+import { native } from '../src/torch/native.js';
 import { repoRoot } from './helpers.js';
 
 const worker = path.join(repoRoot, 'dist', 'test', 'distributed-worker.js');
@@ -62,19 +64,87 @@ const alive = (pid: number) => {
   }
 };
 
+/** The collectives scenario's results on 3 ranks, worked out by hand; → each rank's record. */
+function assertCollectives(runs: Run[]): Record<string, any>[] {
+  for (const run of runs) assert.equal(run.code, 0, run.stderr);
+  for (const { records: [r] } of runs) {
+    assert.deepEqual(r.sum, [6, 60]);
+    assert.deepEqual(r.max, [2, 0]);
+    assert.deepEqual(r.avg, [2]);
+    assert.deepEqual(r.broadcast, [200, 7]);
+    assert.deepEqual(r.gathered, [[[0, 0]], [[1, 1]], [[2, 4]]]);
+    // sum over ranks of arange(6) + rank = 3·arange(6) + 3; rank r keeps elements [2r, 2r+2)
+    assert.deepEqual(r.scattered, [0, 1].map((i) => 3 * (2 * r.rank + i) + 3));
+  }
+  return runs.map((run) => run.records[0]);
+}
+
+const gloo = { backend: 'gloo', storePrefix: 'default_pg' };
+const sideGloo = { backend: 'gloo', storePrefix: 'host_pg' };
+
 describe('collectives (world size 3)', () => {
   test('allReduce sum/max/avg, broadcast, allGather, reduceScatter, barrier', async () => {
-    const runs = await runWorkers(3, ['collectives']);
-    for (const run of runs) assert.equal(run.code, 0, run.stderr);
-    for (const { records: [r] } of runs) {
-      assert.deepEqual(r.sum, [6, 60]);
-      assert.deepEqual(r.max, [2, 0]);
-      assert.deepEqual(r.avg, [2]);
-      assert.deepEqual(r.broadcast, [200, 7]);
-      assert.deepEqual(r.gathered, [[[0, 0]], [[1, 1]], [[2, 4]]]);
-      // sum over ranks of arange(6) + rank = 3·arange(6) + 3; rank r keeps elements [2r, 2r+2)
-      assert.deepEqual(r.scattered, [0, 1].map((i) => 3 * (2 * r.rank + i) + 3));
+    for (const r of assertCollectives(await runWorkers(3, ['collectives']))) assert.deepEqual(r.backends, { tensors: gloo, hostScalar: gloo });
+  });
+
+  // The layout of backend 'nccl' (device tensors on one group, CPU tensors on a side Gloo group over the
+  // same store, another prefix) with Gloo standing in for NCCL: both groups rendezvous and the CPU
+  // tensors — here all of them — go to the side one.
+  test('a side Gloo group for CPU tensors (hostGroup), Gloo standing in for the device backend: the same results', async () => {
+    const runs = await runWorkers(3, ['collectives'], { PG_OPTIONS: JSON.stringify({ hostGroup: true }) });
+    for (const r of assertCollectives(runs)) assert.deepEqual(r.backends, { tensors: sideGloo, hostScalar: sideGloo });
+  });
+});
+
+// On a machine with a GPU (none of the CPU machines here): one GPU holds 3 Gloo ranks, or an NCCL world of one.
+describe('CUDA tensors', { skip: torch.runtimeInfo().cudaAvailable ? false : 'no CUDA device here' }, () => {
+  test('Gloo carries CUDA tensors over 3 processes on one GPU; CPU tensors go to the side group', async () => {
+    const runs = await runWorkers(3, ['collectives'], { PG_DEVICE: 'cuda:0', PG_OPTIONS: JSON.stringify({ hostGroup: true }) });
+    for (const r of assertCollectives(runs)) assert.deepEqual(r.backends, { tensors: gloo, hostScalar: sideGloo });
+  });
+
+  // A world of one has no native group in ProcessGroup: the addon's own, to run NCCL at all on one GPU.
+  test("backend 'nccl' (world of one): CUDA tensors on NCCL, CPU ones on the side Gloo group; NCCL only refuses a CPU tensor by name", () => {
+    const init = (hostGroup: boolean) =>
+      native.dist.init({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: nextPort++, timeoutMs: 20_000, heartbeatMs: 1000, backend: 'nccl', hostGroup });
+    torch.tidy(() => {
+      const mixed = init(true);
+      const onGpu = torch.tensor([1, 2], { device: 'cuda:0' }), onCpu = torch.tensor([3]);
+      assert.deepEqual(native.dist.backendFor(mixed, onGpu), { backend: 'nccl', storePrefix: 'default_pg' });
+      assert.deepEqual(native.dist.backendFor(mixed, onCpu), sideGloo);
+      native.dist.allReduce(mixed, onGpu, 'sum', false);
+      native.dist.allReduce(mixed, onCpu, 'max', false);
+      assert.deepEqual([onGpu.toArray(), onCpu.toArray()], [[1, 2], [3]]);
+      native.dist.barrier(mixed, false);
+      native.dist.destroy(mixed);
+      const ncclOnly = init(false);
+      assert.throws(() => native.dist.allReduce(ncclOnly, onCpu, 'sum', false), /allReduce: the tensor is on cpu, but this process group is NCCL only \(hostGroup: false\)/);
+      native.dist.destroy(ncclOnly);
+    });
+  });
+});
+
+describe("backend 'nccl' where it cannot run", () => {
+  const { cudaBuild, cudaAvailable } = torch.runtimeInfo();
+  const why = cudaBuild
+    ? /^process group backend 'nccl' is not available: the addon is built with CUDA, but no CUDA device is visible here \(no GPU, or no driver\)$/
+    : /^process group backend 'nccl' is not available: the addon is built without CUDA \(rebuild it with ARCFACE_TORCH_DIR=<a CUDA PyTorch's torch\/ folder> ARCFACE_CUDA=1 bash scripts\/setup\.sh\)$/;
+
+  test('every rank fails at once with the reason, in one line (world sizes 2 and 1)', { skip: cudaAvailable ? 'a CUDA device is here' : false }, async () => {
+    const options = { PG_OPTIONS: JSON.stringify({ backend: 'nccl' }) };
+    for (const runs of [await runWorkers(2, ['collectives'], options), await runWorkers(1, ['collectives'], options)]) {
+      for (const run of runs) {
+        assert.equal(run.code, 4, run.stdout + run.stderr);
+        assert.match(run.records[0].initError, why);
+        assert.ok(run.ms < 20_000, `failed after ${run.ms} ms: nobody waited for the rendezvous`);
+      }
     }
+  });
+
+  test('an unknown backend is named', () => {
+    const create = (backend: string) => ProcessGroup.create({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: 0, backend: backend as Backend });
+    assert.throws(() => create('mpi'), /process group: unknown backend 'mpi' \(gloo, nccl\)/);
+    assert.equal(create('gloo').backend, 'gloo');
   });
 });
 
@@ -110,6 +180,51 @@ describe('data parallel', () => {
     const [compressed] = await trainAt(2, 'float16');
     compressed.losses.forEach((loss: number, i: number) => assert.ok(Math.abs(loss - plain.losses[i]) <= 1e-2 * Math.abs(plain.losses[i])));
   });
+});
+
+describe('gradient all-reduce overlapped with backward', () => {
+  const glooHasBfloat16 = !torch.runtimeInfo().torchVersion.startsWith('1.');
+  // 3 buckets (cap 0.001 MB): [linear bias], [linear weight], [PReLU, conv, the unused Linear].
+  const cases: [number, string, number][] = [[2, 'none', 1], [3, 'none', 1], [2, 'float16', 1], [2, 'bfloat16', 1], [2, 'none', 3], [3, 'float16', 2]];
+  for (const [worldSize, compression, microSteps] of cases) {
+    test(`${worldSize} ranks, compression ${compression}, ${microSteps} backward pass${microSteps > 1 ? 'es (noSync)' : ''}: the mean of every rank's gradients`, async () => {
+      const runs = await runWorkers(worldSize, ['grads', compression, String(microSteps)]);
+      if (compression === 'bfloat16' && !glooHasBfloat16) {
+        for (const run of runs) assert.match(run.stderr, /compression 'bfloat16' needs a libtorch 2\.x build \(the Gloo of libtorch 1\.13\.\d has no bfloat16 all-reduce\); use 'float16'/);
+        return;
+      }
+      for (const run of runs) assert.equal(run.code, 0, run.stderr);
+      const ranks = runs.map((r) => r.records[0]);
+      for (const r of ranks) {
+        assert.equal(r.buckets, 3);
+        // noSync micro-steps launch nothing; the last backward launches the two buckets whose gradients
+        // all landed (the third holds the unused Linear); syncGradients takes them all
+        assert.deepEqual(r.inFlight, [...Array(microSteps - 1).fill(0), 2, 0]);
+        assert.equal(r.afterBackward, 0, 'overlap: false launches nothing during backward');
+        // The same reduction on the wire whether launched from the hooks or after backward: bit for bit.
+        assert.deepEqual(r.overlap, r.sync);
+        assert.deepEqual(r.overlap, ranks[0].overlap, 'every rank ends with the same gradients');
+        // the unused Linear (registered first) has no local gradient anywhere: its mean is zeros
+        for (const p of r.overlap.slice(0, 2)) assert.ok(p.every((v: number) => v === 0));
+        assert.ok(r.overlap.slice(2).every((p: number[]) => p.some((v) => v !== 0)));
+        // Two ranks: a + b is one rounding in any order, so the reference agrees bit for bit.
+        // Three: the ring sums in another order than rank order; each of the two roundings is
+        // within half an ulp of a partial sum, at most 3 × the largest local gradient element
+        // (float32: 2⁻²⁴ → 1e-6 of it; on the float16 wire, of summands ÷ 3, 2⁻¹¹ → 2e-3).
+        if (worldSize === 2) {
+          assert.deepEqual(r.overlap, r.reference);
+        } else {
+          const tolerance = compression === 'none' ? 1e-6 : 2e-3;
+          r.overlap.forEach((p: number[], i: number) =>
+            p.forEach((v, j) => assert.ok(Math.abs(v - r.reference[i][j]) <= tolerance * r.scales[i], `param ${i}[${j}] ${v} vs ${r.reference[i][j]} (scale ${r.scales[i]})`)),
+          );
+        }
+        assert.match(r.misuse[0], /the gradients of the previous backward were not synced; call syncGradients\(\)/);
+        assert.match(r.misuse[1], /parameter \d+ \(in bucket order\) got a second gradient after its bucket's all-reduce had started/);
+        assert.deepEqual(r.leaked, { tensors: 0, bytes: 0 }, 'disposed DDPs and model leave no tensor behind');
+      }
+    });
+  }
 });
 
 describe('model-parallel Partial FC', () => {
@@ -235,15 +350,30 @@ describe('failures', () => {
     }
   });
 
-  test('a stalled rank is named after the timeout', async () => {
-    const runs = await runWorkers(3, ['stall', '5', '2'], { ARCFACE_DIST_TIMEOUT_MS: '2000' }, 30_000);
-    for (const r of [0, 1]) {
+  test('a rank killed while the others are in backward is named by them at syncGradients, which fails at once', async () => {
+    const runs = await runWorkers(3, ['die-in-backward', '1'], { ARCFACE_DIST_TIMEOUT_MS: '20000' });
+    assert.equal(runs[1].code, null, 'rank 1 was killed');
+    for (const r of [0, 2]) {
       assert.equal(runs[r].code, 3, runs[r].stderr);
       const [record] = runs[r].records;
-      assert.match(record.error, /rank 2 has not entered it \(it is at collective 5, this rank at 6\)/);
-      assert.ok(record.afterMs >= 2000 && record.afterMs < 15_000, `failed after ${record.afterMs} ms`);
+      assert.equal(record.step, 1);
+      assert.equal(record.inFlight, 2, 'backward returned with two buckets on the wire');
+      assert.match(record.error, /allReduce failed on rank \d of 3: rank 1 is gone/);
+      assert.ok(record.afterMs < 10_000, `noticed after ${record.afterMs} ms`);
     }
-    assert.equal(runs[2].code, null, 'the stalled rank was left running until the test killed it');
+  });
+
+  test('a stalled rank is named after the timeout (one Gloo group, and the side Gloo group of hostGroup)', async () => {
+    for (const options of [{}, { hostGroup: true }]) {
+      const runs = await runWorkers(3, ['stall', '5', '2'], { ARCFACE_DIST_TIMEOUT_MS: '2000', PG_OPTIONS: JSON.stringify(options) }, 30_000);
+      for (const r of [0, 1]) {
+        assert.equal(runs[r].code, 3, runs[r].stderr);
+        const [record] = runs[r].records;
+        assert.match(record.error, /rank 2 has not entered it \(it is at collective 5, this rank at 6\)/);
+        assert.ok(record.afterMs >= 2000 && record.afterMs < 15_000, `failed after ${record.afterMs} ms`);
+      }
+      assert.equal(runs[2].code, null, 'the stalled rank was left running until the test killed it');
+    }
   });
 
   test('arcface launch stops every worker when one dies and names it', async () => {

@@ -265,7 +265,7 @@ describe('dtype casts and data out', () => {
   }));
 
   test('asking for CUDA where there is none says why (no CUDA build, or no device)', { skip: torch.runtimeInfo().cudaAvailable ? 'a CUDA device is here' : false }, scoped(() => {
-    const why = torch.runtimeInfo().cudaBuild ? /device 'cuda:0' is not available: the addon is built with CUDA, but no CUDA device is visible/ : /device 'cuda:0' is not available: the addon is built without CUDA \(rebuild it with ARCFACE_TORCH_DIR=.* ARCFACE_CUDA=1\)/;
+    const why = torch.runtimeInfo().cudaBuild ? /device 'cuda:0' is not available: the addon is built with CUDA, but no CUDA device is visible/ : /device 'cuda:0' is not available: the addon is built without CUDA \(rebuild it with ARCFACE_TORCH_DIR=.* ARCFACE_CUDA=1 bash scripts\/setup\.sh\)/;
     assert.throws(() => torch.tensor([1, 2]).to('cuda:0'), why);
     assert.throws(() => torch.zeros([2], { device: 'cuda:0' }), why);
   }));

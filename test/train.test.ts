@@ -397,6 +397,22 @@ test('two processes (--nproc-per-node 2) compute what one process computes from 
   }
 });
 
+test('gradientAcc 2 over two processes: the micro-steps only accumulate (noSync), and the ranks stay identical', () => {
+  const output = path.join(dir, 'two-acc');
+  // 64 images, 2 × 8 per micro-step: 4 micro-steps, 2 synced steps
+  const file = configFile('two-acc', { gradientAcc: 2, valTargets: [], checkpointSteps: 0 });
+  const r = spawnSync(process.execPath, [arcface, 'train', file, '--nproc-per-node', '2', '--master-port', String(21000 + ((process.pid + 1) % 5000))], {
+    encoding: 'utf8',
+    cwd: repoRoot,
+    env: { ...process.env, ARCFACE_NUM_THREADS: '1', OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' },
+  });
+  // a micro-step's forward outside noSync would fail the next one: "gradients of the previous backward were not synced"
+  assert.equal(r.status, 0, r.stderr + r.stdout);
+  const [rank0, rank1] = [0, 1].map((rank) => checkpointState(path.join(output, `checkpoint_gpu_${rank}.pt`)));
+  assert.deepEqual([rank0.globalStep, rank1.globalStep], [4, 4]);
+  for (const [k, v] of rank0.backbone) if (!/running_|num_batches_tracked/.test(k)) assert.deepEqual(rank1.backbone.get(k), v, `rank 1's ${k} differs from rank 0's`);
+});
+
 test('arcface bench train prints one JSON line with throughput and peak memory', () => {
   const r = run(['bench', 'train', '--network', 'mbf', '--batch-size', '4', '--num-classes', '100', '--sample-rate', '0.5', '--steps', '2', '--warmup', '1', '--json']);
   assert.equal(r.status, 0, r.stderr);

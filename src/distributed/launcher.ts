@@ -61,6 +61,18 @@ export function parseLaunchArgs(args: string[]): { options: Omit<LaunchOptions, 
   return { options, rest: args.slice(i) };
 }
 
+/**
+ * The thread variables of one of `workers` workers on this machine. As torchrun, keep them from
+ * oversubscribing the cores: unless the user set OMP_NUM_THREADS (not the engine of this process:
+ * ARCFACE_THREADS_CHOSEN), each gets its share of the cores, for OpenMP and BLAS alike (torchrun
+ * gives 1; a CPU worker needs its share).
+ */
+export function workerThreadEnv(workers: number): NodeJS.ProcessEnv {
+  const userSet = process.env.OMP_NUM_THREADS !== undefined && process.env.ARCFACE_THREADS_CHOSEN === undefined;
+  const share = String(Math.max(1, Math.floor(os.availableParallelism() / workers)));
+  return userSet ? { OMP_NUM_THREADS: process.env.OMP_NUM_THREADS } : { OMP_NUM_THREADS: share, OPENBLAS_NUM_THREADS: share, ARCFACE_THREADS_CHOSEN: undefined };
+}
+
 /** Runs the workers to completion; resolves with the launcher's exit code. */
 export function launch(o: LaunchOptions): Promise<number> {
   if (o.command.length === 0) throw new Error('launch: no worker command given');
@@ -90,12 +102,7 @@ export function launch(o: LaunchOptions): Promise<number> {
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigterm);
 
-  // As torchrun, keep the workers from oversubscribing the cores: unless the user set OMP_NUM_THREADS
-  // (not the engine of this process: ARCFACE_THREADS_CHOSEN), each gets its share of this machine's
-  // cores, for OpenMP and BLAS alike (torchrun gives 1; a CPU worker needs its share).
-  const userSet = process.env.OMP_NUM_THREADS !== undefined && process.env.ARCFACE_THREADS_CHOSEN === undefined;
-  const share = String(Math.max(1, Math.floor(os.availableParallelism() / o.nprocPerNode)));
-  const threadEnv = userSet ? { OMP_NUM_THREADS: process.env.OMP_NUM_THREADS } : { OMP_NUM_THREADS: share, OPENBLAS_NUM_THREADS: share, ARCFACE_THREADS_CHOSEN: undefined };
+  const threadEnv = workerThreadEnv(o.nprocPerNode);
 
   return new Promise((resolve) => {
     let running = o.nprocPerNode;

@@ -1,17 +1,23 @@
 /**
- * Process groups over c10d (Gloo on CPU), set up from the torchrun environment contract:
- * MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE (LOCAL_RANK, LOCAL_WORLD_SIZE for placement).
- * Without that environment, a world of one: every collective is the identity.
+ * Process groups over c10d, set up from the torchrun environment contract: MASTER_ADDR, MASTER_PORT,
+ * RANK, WORLD_SIZE (LOCAL_RANK, LOCAL_WORLD_SIZE for placement). Without that environment, a world
+ * of one: every collective is the identity.
+ *
+ * Backends, as torch.distributed's: 'gloo' carries CPU and CUDA tensors; 'nccl' (the CUDA build)
+ * carries CUDA tensors, with a side Gloo group over the same store for the CPU ones (host scalars:
+ * stop flags, logged losses). Each collective goes to the backend of its tensor's device.
  *
  * Collectives modify their tensors in place. The plain forms wait on the JS thread; the `…Async`
- * forms return promises that settle off it (gloo runs the transfer on its own threads either way).
- * A collective that fails — a peer died, or nothing arrived within the timeout — throws an Error
- * naming the operation, this rank, and the ranks that stopped sending heartbeats.
+ * forms return promises that settle off it (the backend runs the transfer on its own threads either
+ * way; on NCCL both forms wait until the collective is done on the GPU). A collective that fails — a
+ * peer died, or nothing arrived within the timeout — throws an Error naming the operation, this rank,
+ * and the ranks that stopped sending heartbeats or never entered it.
  */
 import { native } from '../torch/native.js';
 import { tidy, narrow, emptyLike, type Tensor } from '../torch/index.js';
 
 export type ReduceOp = 'sum' | 'max' | 'min' | 'product' | 'avg';
+export type Backend = 'gloo' | 'nccl';
 
 export interface ProcessGroupOptions {
   rank: number;
@@ -24,6 +30,17 @@ export interface ProcessGroupOptions {
   heartbeatMs?: number;
   /** network interface for gloo (GLOO_SOCKET_IFNAME), e.g. when hosts have several */
   ifname?: string;
+  /**
+   * 'gloo' (default): Gloo for every tensor, CPU or CUDA. 'nccl': NCCL for CUDA tensors (needs the CUDA
+   * build and a visible GPU; its watchdog times collectives out after timeoutMs).
+   */
+  backend?: Backend;
+  /**
+   * A side Gloo group over the same store (prefix host_pg/) for CPU tensors. Default: true with 'nccl',
+   * false with 'gloo' (its one group carries both). 'nccl' without it is NCCL only: a CPU tensor is an
+   * error. 'gloo' with it: the layout of 'nccl' with Gloo standing in for the device backend.
+   */
+  hostGroup?: boolean;
 }
 
 /** The torchrun variables of this process. */
@@ -68,12 +85,20 @@ export class ProcessGroup {
   private constructor(
     readonly rank: number,
     readonly worldSize: number,
+    readonly backend: Backend,
     private readonly id: number | undefined,
   ) {}
 
-  /** A group over the given rendezvous; a world of one needs no peers and no network. */
+  /**
+   * A group over the given rendezvous; a world of one needs no peers and no network (but its backend
+   * must be able to run here, as with more ranks).
+   */
   static create(o: ProcessGroupOptions): ProcessGroup {
-    if (o.worldSize === 1) return new ProcessGroup(0, 1, undefined);
+    const backend = o.backend ?? 'gloo';
+    if (o.worldSize === 1) {
+      native.dist.checkBackend(backend);
+      return new ProcessGroup(0, 1, backend, undefined);
+    }
     const id = native.dist.init({
       rank: o.rank,
       worldSize: o.worldSize,
@@ -81,14 +106,30 @@ export class ProcessGroup {
       masterPort: o.masterPort,
       timeoutMs: o.timeoutMs ?? 300_000,
       heartbeatMs: o.heartbeatMs ?? 1000,
+      backend,
+      hostGroup: o.hostGroup ?? backend === 'nccl',
       ...(o.ifname ? { ifname: o.ifname } : {}),
     });
-    return new ProcessGroup(o.rank, o.worldSize, id);
+    return new ProcessGroup(o.rank, o.worldSize, backend, id);
+  }
+
+  /**
+   * The c10d group that carries `t`'s collectives: its backend and its prefix in the rendezvous store
+   * (default_pg: the group of device tensors; host_pg: the side Gloo group). A world of one has none.
+   */
+  backendFor(t: Tensor): { backend: Backend; storePrefix: string } | undefined {
+    return this.id === undefined ? undefined : native.dist.backendFor(this.group(), t);
   }
 
   private group(): number {
     if (this.destroyed) throw new Error('process group was destroyed');
     return this.id!;
+  }
+
+  /** The native group's id, for native parts that run collectives themselves (DDP's reducer). */
+  nativeId(): number {
+    if (this.id === undefined) throw new Error('a world of one has no native process group');
+    return this.group();
   }
 
   /** In place: every rank ends with the reduction of all ranks' tensors ('avg' = sum / worldSize). */
@@ -168,6 +209,9 @@ export class ProcessGroup {
     if (this.id !== undefined) native.dist.destroy(this.id);
   }
 }
+
+/** The version of the NCCL library the addon loaded; undefined in a build without CUDA. */
+export const ncclVersion = (): string | undefined => native.dist.ncclVersion();
 
 /**
  * The default group of this process: from the torchrun environment, or a world of one. Env

@@ -11,13 +11,15 @@ export { resolveDevice, cudaDeviceCount, deviceType, synchronize, deviceMemory }
 export { type Dtype, type Device, type MemoryFormat, type TypedArray, isFloatingDtype } from './dtype.js';
 export { aten, type OpHandle } from './dispatch.js';
 export { save, load, loadStateDict } from './save.js';
-export { type RuntimeInfo, type CpuCacheStats, type DeviceMemory } from './native.js';
+export { type RuntimeInfo, type CudaInfo, type CpuCacheStats, type DeviceMemory } from './native.js';
 import { native } from './native.js';
 
 /** Intra-op threads used by libtorch (defaults to the cores available). */
 export const setNumThreads = (n: number): void => native.setNumThreads(n);
 export const getNumThreads = (): number => native.getNumThreads();
 export const runtimeInfo = () => native.info();
+/** CUDA runtime, driver and devices (name, compute capability, memory); `{ built: false }` without CUDA. */
+export const cudaInfo = () => native.cudaInfo();
 /** Frees the large blocks the caching CPU allocator holds for reuse. */
 export const emptyCpuCache = (): void => native.emptyCpuCache();
 export const cpuCacheStats = () => native.cpuCacheStats();

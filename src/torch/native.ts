@@ -60,16 +60,49 @@ export interface AutocastState {
   cudaDtype: string;
 }
 
-/** c10d (native/src/distributed/process_group.cc): TCPStore rendezvous + ProcessGroupGloo. Collectives run in place. */
+/** `arcface doctor`'s CUDA facts (native/src/core/runtime.cc); free memory makes a context on each device. */
+export type CudaInfo =
+  | { built: false }
+  | {
+      built: true;
+      runtimeVersion: string;
+      /** null: no driver */
+      driverVersion: string | null;
+      devices: { index: number; name: string; computeCapability: string; totalMemory: number; freeMemory: number }[];
+      /** why no device is visible (cudart's words) */
+      error?: string;
+    };
+
+/**
+ * c10d (native/src/distributed/process_group.cc): TCPStore rendezvous, ProcessGroupGloo, and in the CUDA
+ * build ProcessGroupNCCL. Collectives run in place, on the backend of their tensor's device.
+ */
 export interface NativeDist {
-  init(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; heartbeatMs: number; ifname?: string }): number;
+  init(options: {
+    rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; heartbeatMs: number;
+    backend: string; hostGroup: boolean; ifname?: string;
+  }): number;
   destroy(group: number): void;
+  /** throws why `backend` cannot run here (unknown name, no CUDA build, no CUDA device) */
+  checkBackend(backend: string): void;
+  /** the c10d group that carries `tensor`'s collectives */
+  backendFor(group: number, tensor: unknown): { backend: 'gloo' | 'nccl'; storePrefix: string };
+  /** the NCCL library loaded; undefined in a build without CUDA */
+  ncclVersion(): string | undefined;
   allReduce(group: number, tensor: unknown, op: string, async: boolean): Promise<void> | undefined;
   broadcast(group: number, tensor: unknown, root: number, async: boolean): Promise<void> | undefined;
   allGather(group: number, outputs: unknown[], input: unknown, async: boolean): Promise<void> | undefined;
   barrier(group: number, async: boolean): Promise<void> | undefined;
   /** all-gather along dim 0 whose backward hands each rank its slice of the summed gradient × worldSize */
   allGatherWithGrad(group: number, tensor: unknown): any;
+  /** DDP's reducer (native/src/distributed/reducer.cc): all-reduces gradient buckets from hooks as backward produces them */
+  reducerCreate(group: number, buckets: unknown[][], compression: string): number;
+  /** before a forward: sync = its backward launches each bucket's all-reduce once its gradients have landed */
+  reducerPrepare(reducer: number, sync: boolean): void;
+  /** after backward: all-reduces the buckets not launched yet, waits for all, writes the means into .grad */
+  reducerFinish(reducer: number): void;
+  reducerInFlight(reducer: number): number;
+  reducerDestroy(reducer: number): void;
 }
 
 export interface NativeAddon {
@@ -103,6 +136,7 @@ export interface NativeAddon {
   synchronize(device?: string): void;
   deviceMemory(device: string, resetPeak?: boolean): DeviceMemory | undefined;
   info(): RuntimeInfo;
+  cudaInfo(): CudaInfo;
   /** JS tensors not yet disposed (or collected) */
   liveTensors(): number;
   emptyCpuCache(): void;
@@ -228,6 +262,9 @@ export interface CpuCacheStats {
 }
 
 function addonPath(): string {
+  const chosen = process.env.ARCFACE_ADDON; // exactly this file (e.g. another variant's BUILD_DIR/Release/arcface_native.node)
+  if (chosen && !existsSync(chosen)) throw new Error(`ARCFACE_ADDON=${chosen}: no such file (the addon to load)`);
+  if (chosen) return path.resolve(chosen);
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
   // src/torch/native.ts is compiled to dist/src/torch/native.js: the repo root is one more level up.
   for (const base of [root, path.resolve(root, '..')]) {

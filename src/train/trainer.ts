@@ -83,7 +83,10 @@ function anyRank(group: ProcessGroup, flag: boolean): boolean {
 
 export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
   const output = config.output ?? 'work_dirs/run';
-  const group = options.group ?? initProcessGroup();
+  // an unusable device stops the run here, before anything is built; CUDA tensors travel over NCCL,
+  // host tensors (flags, losses, labels) over its side Gloo group
+  const device = torch.resolveDevice(config.device, `config 'device'`);
+  const group = options.group ?? initProcessGroup(device === 'cpu' ? {} : { backend: 'nccl' });
   const { rank, worldSize } = group;
   const log = new TrainingLog(output, rank === 0, options.echo ?? true);
   const disposers: (() => void | Promise<void>)[] = [() => log.close()];
@@ -98,7 +101,6 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     fs.mkdirSync(output, { recursive: true });
     torch.manualSeed(config.seed);
     const { stepsPerEpoch, warmupStep, totalStep } = schedule(config, worldSize);
-    const device = torch.resolveDevice(config.device, `config 'device'`);  // an unusable device, too
     const dataset = openTrainingData(config);  // a missing or mismatched data folder fails before any model is built
 
     // fp16 is CUDA's float16 autocast with the GradScaler, as arcface_torch. On the CPU the body runs
@@ -117,6 +119,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     backbone.to(device).train();
     // arcface_torch: bucket_cap_mb=16 and fp16_compress_hook on the gradient buckets
     const ddp = new DistributedDataParallel(backbone, group, { bucketCapMb: 16, compression: 'float16' });
+    disposers.push(() => ddp.dispose());
 
     const [m1, m2, m3] = config.marginList;
     const head = new PartialFC({
@@ -209,10 +212,13 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
         if (!batch) break;
         const stepStart = performance.now();
         globalStep += 1;
+        // the step's last micro-batch syncs; the backward of the others only accumulates (DDP's no_sync)
+        const syncStep = globalStep % config.gradientAcc === 0;
         const loss = torch.tidy(() => {
           // labels stay on the host: Partial FC validates and samples them there
           const images = onCpu ? batch.images : normaliseImages(batch.images.to(device, { nonBlocking: true }));
-          const embeddings = ddp.forward(images);
+          const forward = () => ddp.forward(images);
+          const embeddings = syncStep ? forward() : ddp.noSync(forward);
           const l = head.forward(embeddings, batch.labels);
           scaler.scale(l).backward();
           backwardCheckpoints(backbone);  // the activation-checkpointed blocks of a ViT (a no-op otherwise)
@@ -224,7 +230,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
           throw new TrainingError(`step ${globalStep}: the loss is ${loss}; stopped without saving (the last checkpoint in ${output} is intact)`);
         }
 
-        if (globalStep % config.gradientAcc === 0) {
+        if (syncStep) {
           ddp.syncGradients();
           const lr = optimizer.paramGroups[0].lr;
           if (scaler.isEnabled()) {

@@ -62,6 +62,10 @@ const char* DtypeName(c10::ScalarType type);
 // IValue <-> JS
 Napi::Value IValueToJs(Napi::Env env, const c10::IValue& value);
 
+// Why CUDA cannot be used here, "" when a CUDA device is visible: the addon is built without CUDA
+// (and how to rebuild it), or built with CUDA but no device is visible (core/runtime.cc).
+std::string CudaUnavailableReason();
+
 // The device `name` names, if this process can use it; else a JS Error starting with `where` that says why
 // (not a device, addon built without CUDA, no device visible, index out of range).
 c10::Device CheckDevice(Napi::Env env, const std::string& where, const std::string& name);

@@ -23,23 +23,14 @@ c10::Device CheckDevice(Napi::Env env, const std::string& where, const std::stri
   }
   if (device.is_cpu() || device.is_meta()) return device;  // meta: shapes only, no memory (tests, planning)
   if (!device.is_cuda()) throw Napi::Error::New(env, where + ": device '" + name + "' is not supported (use 'cpu', 'cuda' or 'cuda:N')");
-#ifdef ARCFACE_CUDA
-  const int64_t count = at::detail::getCUDAHooks().hasCUDA() ? static_cast<int64_t>(at::getNumGPUs()) : 0;
-  if (count == 0) {
-    throw Napi::Error::New(env, where + ": device '" + name +
-                                    "' is not available: the addon is built with CUDA, but no CUDA device is visible here "
-                                    "(no GPU, no driver, or CUDA_VISIBLE_DEVICES hides them)");
-  }
+  const std::string why = CudaUnavailableReason();
+  if (!why.empty()) throw Napi::Error::New(env, where + ": device '" + name + "' is not available: " + why);
+  const int64_t count = static_cast<int64_t>(at::getNumGPUs());
   if (device.has_index() && device.index() >= count) {
     throw Napi::Error::New(env, where + ": device '" + name + "' is not available: " + std::to_string(count) +
                                     " CUDA device(s) visible (cuda:0 … cuda:" + std::to_string(count - 1) + ")");
   }
   return device;
-#else
-  throw Napi::Error::New(env, where + ": device '" + name +
-                                  "' is not available: the addon is built without CUDA (build the CUDA variant: "
-                                  "ARCFACE_TORCH_DIR=<a CUDA PyTorch's torch/ folder> ARCFACE_CUDA=1 bash scripts/setup.sh)");
-#endif
 }
 
 namespace {

@@ -9,8 +9,20 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <dlfcn.h>
 #include <link.h>
+#ifdef ARCFACE_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 namespace arcface {
+
+std::string CudaUnavailableReason() {
+#ifdef ARCFACE_CUDA
+  return at::hasCUDA() ? "" : "the addon is built with CUDA, but no CUDA device is visible here (no GPU, or no driver)";
+#else
+  return "the addon is built without CUDA (rebuild it with ARCFACE_TORCH_DIR=<a CUDA PyTorch's torch/ folder> ARCFACE_CUDA=1 "
+         "bash scripts/setup.sh)";
+#endif
+}
 
 namespace {
 
@@ -84,6 +96,57 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return out;
 }
 
+#ifdef ARCFACE_CUDA
+// cudart's version numbers: 13000 → "13.0".
+std::string CudaVersionString(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+#endif
+
+// cudaInfo() → {built: false}, or {built: true, runtimeVersion, driverVersion (null without a driver),
+// devices: [{index, name, computeCapability, totalMemory, freeMemory}], error?: why none is visible}.
+// Free memory needs a context on each device: for `arcface doctor`, not for a training process.
+Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto out = Napi::Object::New(env);
+#ifdef ARCFACE_CUDA
+  out.Set("built", true);
+  int runtime = 0, driver = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);
+  out.Set("runtimeVersion", CudaVersionString(runtime));
+  out.Set("driverVersion", driver > 0 ? Napi::Value(Napi::String::New(env, CudaVersionString(driver))) : env.Null());
+  auto devices = Napi::Array::New(env);
+  int count = 0;
+  const cudaError_t error = cudaGetDeviceCount(&count);
+  if (error != cudaSuccess) {
+    out.Set("error", cudaGetErrorString(error));
+    count = 0;
+    cudaGetLastError();  // clears it for whoever asks next
+  }
+  int current = 0;
+  if (count > 0) cudaGetDevice(&current);
+  for (int i = 0; i < count; ++i) {
+    cudaDeviceProp prop{};
+    size_t free = 0, total = 0;
+    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess || cudaSetDevice(i) != cudaSuccess || cudaMemGetInfo(&free, &total) != cudaSuccess) {
+      out.Set("error", std::string("device ") + std::to_string(i) + ": " + cudaGetErrorString(cudaGetLastError()));
+      continue;
+    }
+    auto d = Napi::Object::New(env);
+    d.Set("index", i);
+    d.Set("name", prop.name);
+    d.Set("computeCapability", std::to_string(prop.major) + "." + std::to_string(prop.minor));
+    d.Set("totalMemory", static_cast<double>(prop.totalGlobalMem));  // torch.cuda.get_device_properties(i).total_memory
+    d.Set("freeMemory", static_cast<double>(free));
+    devices.Set(devices.Length(), d);
+  }
+  if (count > 0) cudaSetDevice(current);
+  out.Set("devices", devices);
+#else
+  out.Set("built", false);
+#endif
+  return out;
+}
+
 // A default generator's state as a uint8 tensor (torch.get_rng_state / torch.cuda.get_rng_state), and
 // back: the CPU's, or a CUDA device's when a device is named.
 at::Generator DefaultGenerator(const Napi::CallbackInfo& info, size_t arg, const char* where) {
@@ -129,6 +192,7 @@ void InitRuntime(Napi::Env env, Napi::Object exports) {
   exports.Set("getRngState", Napi::Function::New(env, GetRngState));
   exports.Set("setRngState", Napi::Function::New(env, SetRngState));
   exports.Set("info", Napi::Function::New(env, Info));
+  exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo));
 }
 
 }  // namespace arcface

@@ -1,16 +1,21 @@
-// c10d process groups for JS: TCPStore rendezvous, ProcessGroupGloo collectives (sync or as
-// promises resolved off the JS thread), and a heartbeat so that a failed collective can name the
-// rank that stopped. Nothing here moves data itself: gloo does.
+// c10d process groups for JS: TCPStore rendezvous, collectives (sync or as promises resolved off
+// the JS thread) on ProcessGroupGloo — and, in the CUDA build, ProcessGroupNCCL for CUDA tensors
+// beside a side Gloo group for CPU ones — and a heartbeat so that a failed collective can name the
+// rank that stopped. Nothing here moves data itself: gloo and NCCL do.
 #include "core/common.h"
 #include "distributed/process_group.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef ARCFACE_CUDA
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty_like.h>
 
 #include <signal.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -38,20 +43,43 @@ struct Group {
   uint16_t master_port = 0;
   milliseconds timeout{300000};
   milliseconds heartbeat_interval{1000};
-  c10::intrusive_ptr<c10d::Store> tcp;    // the rendezvous store (our keys live here, unprefixed)
-  c10::intrusive_ptr<c10d::Store> store;  // its "default_pg/" view, used by gloo
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::Store> tcp;  // the rendezvous store (our keys live here, unprefixed; the backends' under a prefix)
+  DistBackend device;  // CUDA tensors: NCCL, or Gloo
+  DistBackend host;    // CPU tensors: the device backend when it is Gloo and no side group was asked for; none for NCCL only
   std::thread heartbeat;
   std::atomic<bool> stopping{false};
+  std::atomic<bool> failed{false};  // a collective failed: NCCL's communicators are aborted, not shut down
 
-  ~Group() { Stop(); }
+  ~Group() { Stop(false); }
 
-  void Stop() {
+  // `graceful`: destroy() from JS (NCCL shuts down its communicators, as destroy_process_group);
+  // otherwise (a failure, the process exiting) NCCL aborts them, which waits for nobody.
+  void Stop(bool graceful) {
     stopping = true;
     if (heartbeat.joinable()) heartbeat.join();
-    pg.reset();
-    store.reset();
+#ifdef ARCFACE_CUDA
+    if (device.name == "nccl" && device.pg) {
+      try {
+        if (graceful && !failed) device.pg->shutdown();
+        else device.pg->abort();
+      } catch (const std::exception&) {
+        // nothing left to tell: the group is going away
+      }
+    }
+#endif
+    device = {};
+    host = {};
     tcp.reset();
+  }
+
+  const DistBackend& BackendFor(const at::Tensor& t, const std::string& op) const {
+    if (t.is_cuda()) return device;
+    if (!host.pg) {
+      throw std::invalid_argument(op + ": the tensor is on " + t.device().str() +
+                                  ", but this process group is NCCL only (hostGroup: false), which carries CUDA tensors: "
+                                  "move it to the GPU, or create the group with hostGroup: true (a side Gloo group for CPU tensors)");
+    }
+    return host;
   }
 
   std::string HeartbeatKey(int r) const { return "arcface/heartbeat/" + std::to_string(r); }
@@ -165,34 +193,54 @@ std::vector<std::unique_ptr<Group>> g_groups;
 
 Group& GetGroup(Napi::Env env, Napi::Value id) {
   const uint32_t i = id.As<Napi::Number>().Uint32Value();
-  if (i >= g_groups.size() || !g_groups[i] || !g_groups[i]->pg) throw Napi::Error::New(env, "process group was destroyed");
+  if (i >= g_groups.size() || !g_groups[i] || !g_groups[i]->device.pg) throw Napi::Error::New(env, "process group was destroyed");
   return *g_groups[i];
+}
+
+// The backend for `t`, or a JS error naming the operation.
+const DistBackend& BackendOf(Napi::Env env, Group& g, const at::Tensor& t, const std::string& op) {
+  try {
+    return g.BackendFor(t, op);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
 }
 
 // The error of a failed collective. Before it surfaces, this rank stays alive one heartbeat
 // period: the peers that hit the same failure diagnose it meanwhile, while this process (and,
 // on rank 0, the rendezvous store) can still be seen alive and reached.
 std::string FailureMessage(Group& g, const std::string& op, const std::string& what) {
+  g.failed = true;
   std::string message = op + " failed on rank " + std::to_string(g.rank) + " of " + std::to_string(g.world_size) + ": " +
                         g.DescribePeers() + " (" + what + ")";
   std::this_thread::sleep_for(g.heartbeat_interval);
   return message;
 }
 
+// Waits for `work` on backend `b`; a failure becomes the message that names the stopped peers.
+void WaitOrThrow(Group& g, const DistBackend& b, const c10::intrusive_ptr<c10d::Work>& work, const std::string& op) {
+  try {
+    work->wait(b.wait_timeout);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(FailureMessage(g, op, e.what()));
+  }
+}
+
 // Waits for a collective off the JS thread and settles a promise.
 class WaitWorker : public Napi::AsyncWorker {
  public:
-  WaitWorker(Napi::Env env, Group& group, c10::intrusive_ptr<c10d::Work> work, std::string op, std::vector<at::Tensor> keep)
-      : Napi::AsyncWorker(env), group_(group), work_(std::move(work)), op_(std::move(op)), keep_(std::move(keep)),
-        deferred_(Napi::Promise::Deferred::New(env)) {}
+  WaitWorker(Napi::Env env, Group& group, DistBackend backend, c10::intrusive_ptr<c10d::Work> work, std::string op,
+             std::vector<at::Tensor> keep)
+      : Napi::AsyncWorker(env), group_(group), backend_(std::move(backend)), work_(std::move(work)), op_(std::move(op)),
+        keep_(std::move(keep)), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
 
  protected:
   void Execute() override {
     try {
-      work_->wait();
+      WaitOrThrow(group_, backend_, work_, op_);
     } catch (const std::exception& e) {
-      SetError(FailureMessage(group_, op_, e.what()));
+      SetError(e.what());
     }
   }
   void OnOK() override { deferred_.Resolve(Env().Undefined()); }
@@ -200,6 +248,7 @@ class WaitWorker : public Napi::AsyncWorker {
 
  private:
   Group& group_;
+  DistBackend backend_;
   c10::intrusive_ptr<c10d::Work> work_;
   std::string op_;
   std::vector<at::Tensor> keep_;  // the tensors stay alive until the collective is done
@@ -207,18 +256,18 @@ class WaitWorker : public Napi::AsyncWorker {
 };
 
 // Runs a collective: `async` → a promise; otherwise waits here and returns undefined.
-Napi::Value Finish(Napi::Env env, Group& g, c10::intrusive_ptr<c10d::Work> work, const std::string& op, bool async,
-                   std::vector<at::Tensor> keep) {
+Napi::Value Finish(Napi::Env env, Group& g, const DistBackend& b, c10::intrusive_ptr<c10d::Work> work, const std::string& op,
+                   bool async, std::vector<at::Tensor> keep) {
   if (async) {
-    auto* worker = new WaitWorker(env, g, std::move(work), op, std::move(keep));
+    auto* worker = new WaitWorker(env, g, b, std::move(work), op, std::move(keep));
     auto promise = worker->Promise();
     worker->Queue();
     return promise;
   }
   try {
-    work->wait();
+    WaitOrThrow(g, b, work, op);
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, FailureMessage(g, op, e.what()));
+    throw Napi::Error::New(env, e.what());
   }
   return env.Undefined();
 }
@@ -235,7 +284,64 @@ Napi::Value Launch(Napi::Env env, Group& g, const std::string& op, F start) {
   }
 }
 
-// init({rank, worldSize, masterAddr, masterPort, timeoutMs, heartbeatMs, ifname?}) → group id
+// Why `backend` cannot run here ("" when it can). Checked before any rendezvous, so that every
+// rank fails at once with the reason rather than waiting for peers.
+std::string BackendUnavailable(Napi::Env env, const std::string& backend) {
+  if (backend == "gloo") return "";
+  if (backend != "nccl") throw Napi::TypeError::New(env, "process group: unknown backend '" + backend + "' (gloo, nccl)");
+  const std::string why = CudaUnavailableReason();
+  return why.empty() ? "" : "process group backend 'nccl' is not available: " + why;
+}
+
+// checkBackend(name): throws the reason `name` cannot run here (a world of one creates no native group).
+Napi::Value CheckBackend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string why = BackendUnavailable(env, info[0].As<Napi::String>().Utf8Value());
+  if (!why.empty()) throw Napi::Error::New(env, why);
+  return env.Undefined();
+}
+
+// ncclVersion() → the version of the NCCL library loaded ("2.30.7"); undefined in a build without CUDA.
+Napi::Value NcclVersion(const Napi::CallbackInfo& info) {
+#ifdef ARCFACE_CUDA
+  return Napi::String::New(info.Env(), c10d::getNcclVersion());
+#else
+  return info.Env().Undefined();
+#endif
+}
+
+// A Gloo group over the store's `prefix` view; its transport on `ifname`, or loopback for a local master.
+DistBackend MakeGloo(const Group& g, const std::string& prefix, const std::string& ifname) {
+  auto opts = c10d::ProcessGroupGloo::Options::create(g.timeout);
+  if (!ifname.empty()) {
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  } else if (g.master_addr == "127.0.0.1" || g.master_addr == "localhost") {
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  } else {
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  }
+  auto store = c10::make_intrusive<c10d::PrefixStore>(prefix, g.tcp);
+  return {c10::make_intrusive<c10d::ProcessGroupGloo>(store, g.rank, g.world_size, opts), "gloo", prefix, milliseconds(0)};  // Work::wait without a timeout
+}
+
+#ifdef ARCFACE_CUDA
+// NCCL for CUDA tensors; its communicators are created at the first collective (on the tensors'
+// device). Its watchdog times a collective out after the group's timeout; async error handling in
+// CleanUpOnly mode (unless the user chose a mode) then aborts the communicators instead of the
+// process, and wait() — given the same timeout, so that it blocks until the collective is done —
+// throws, so this rank reports the failure itself, naming the peers that stopped.
+DistBackend MakeNccl(const Group& g) {
+  setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "2", /*overwrite=*/0);
+  auto opts = c10d::ProcessGroupNCCL::Options::create();
+  opts->timeout = g.timeout;
+  auto store = c10::make_intrusive<c10d::PrefixStore>("default_pg", g.tcp);
+  return {c10::make_intrusive<c10d::ProcessGroupNCCL>(store, g.rank, g.world_size, opts), "nccl", "default_pg", g.timeout};
+}
+#endif
+
+// init({rank, worldSize, masterAddr, masterPort, timeoutMs, heartbeatMs, backend, hostGroup, ifname?}) → group id.
+// backend 'gloo': one Gloo group for every tensor, or with hostGroup a side one (prefix host_pg) for CPU
+// tensors; 'nccl': NCCL for CUDA tensors, and with hostGroup the side Gloo group for CPU ones.
 Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto o = info[0].As<Napi::Object>();
@@ -246,7 +352,11 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   g->master_port = static_cast<uint16_t>(o.Get("masterPort").As<Napi::Number>().Uint32Value());
   g->timeout = milliseconds(o.Get("timeoutMs").As<Napi::Number>().Int64Value());
   g->heartbeat_interval = milliseconds(o.Get("heartbeatMs").As<Napi::Number>().Int64Value());
+  const std::string backend = o.Get("backend").As<Napi::String>().Utf8Value();
+  const bool host_group = o.Get("hostGroup").ToBoolean().Value();
   const std::string ifname = o.Has("ifname") && o.Get("ifname").IsString() ? o.Get("ifname").As<Napi::String>().Utf8Value() : "";
+  const std::string why = BackendUnavailable(env, backend);
+  if (!why.empty()) throw Napi::Error::New(env, why);
   try {
     c10d::TCPStoreOptions opts;
     opts.port = g->master_port;
@@ -255,16 +365,13 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     opts.waitWorkers = true;
     opts.timeout = g->timeout;
     g->tcp = c10::make_intrusive<c10d::TCPStore>(g->master_addr, opts);
-    g->store = c10::make_intrusive<c10d::PrefixStore>("default_pg", g->tcp);
-    auto pg_opts = c10d::ProcessGroupGloo::Options::create(g->timeout);
-    if (!ifname.empty()) {
-      pg_opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-    } else if (g->master_addr == "127.0.0.1" || g->master_addr == "localhost") {
-      pg_opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-    } else {
-      pg_opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    }
-    g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, g->rank, g->world_size, pg_opts);
+#ifdef ARCFACE_CUDA
+    g->device = backend == "nccl" ? MakeNccl(*g) : MakeGloo(*g, "default_pg", ifname);
+#else
+    g->device = MakeGloo(*g, "default_pg", ifname);  // 'nccl' was refused above
+#endif
+    if (host_group) g->host = MakeGloo(*g, "host_pg", ifname);
+    else if (g->device.name == "gloo") g->host = g->device;
     g->StartHeartbeat();
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, "process group init (rank " + std::to_string(g->rank) + " of " + std::to_string(g->world_size) +
@@ -276,8 +383,22 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
 
 Napi::Value Destroy(const Napi::CallbackInfo& info) {
   const uint32_t i = info[0].As<Napi::Number>().Uint32Value();
-  if (i < g_groups.size() && g_groups[i]) g_groups[i].reset();
+  if (i < g_groups.size() && g_groups[i]) {
+    g_groups[i]->Stop(true);
+    g_groups[i].reset();
+  }
   return info.Env().Undefined();
+}
+
+// backendFor(id, tensor) → {backend, storePrefix}: the c10d group that carries this tensor's collectives.
+Napi::Value BackendForJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Group& g = GetGroup(env, info[0]);
+  const DistBackend& b = BackendOf(env, g, UnwrapTensor(info[1], "backendFor"), "backendFor");
+  auto out = Napi::Object::New(env);
+  out.Set("backend", b.name);
+  out.Set("storePrefix", b.store_prefix);
+  return out;
 }
 
 c10d::ReduceOp ParseReduceOp(Napi::Env env, const std::string& op) {
@@ -295,8 +416,9 @@ Napi::Value AllReduce(const Napi::CallbackInfo& info) {
   std::vector<at::Tensor> tensors{UnwrapTensor(info[1], "allReduce")};
   c10d::AllreduceOptions opts;
   opts.reduceOp = ParseReduceOp(env, info[2].As<Napi::String>().Utf8Value());
+  const DistBackend& b = BackendOf(env, g, tensors[0], "allReduce");
   return Launch(env, g, "allReduce", [&] {
-    return Finish(env, g, g.pg->allreduce(tensors, opts), "allReduce", info[3].ToBoolean().Value(), tensors);
+    return Finish(env, g, b, b.pg->allreduce(tensors, opts), "allReduce", info[3].ToBoolean().Value(), tensors);
   });
 }
 
@@ -307,8 +429,9 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info) {
   std::vector<at::Tensor> tensors{UnwrapTensor(info[1], "broadcast")};
   c10d::BroadcastOptions opts;
   opts.rootRank = info[2].As<Napi::Number>().Int64Value();
+  const DistBackend& b = BackendOf(env, g, tensors[0], "broadcast");
   return Launch(env, g, "broadcast", [&] {
-    return Finish(env, g, g.pg->broadcast(tensors, opts), "broadcast", info[3].ToBoolean().Value(), tensors);
+    return Finish(env, g, b, b.pg->broadcast(tensors, opts), "broadcast", info[3].ToBoolean().Value(), tensors);
   });
 }
 
@@ -320,53 +443,68 @@ Napi::Value AllGather(const Napi::CallbackInfo& info) {
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (uint32_t i = 0; i < outs_js.Length(); ++i) outputs[0].push_back(UnwrapTensor(outs_js.Get(i), "allGather"));
   std::vector<at::Tensor> inputs{UnwrapTensor(info[2], "allGather")};
+  for (size_t i = 0; i < outputs[0].size(); ++i) {
+    if (outputs[0][i].device() != inputs[0].device()) {
+      throw Napi::Error::New(env, "allGather: output " + std::to_string(i) + " is on " + outputs[0][i].device().str() +
+                                      ", the input on " + inputs[0].device().str() + " (one device for all of a collective's tensors)");
+    }
+  }
+  const DistBackend& b = BackendOf(env, g, inputs[0], "allGather");
   std::vector<at::Tensor> keep = outputs[0];
   keep.push_back(inputs[0]);
   return Launch(env, g, "allGather", [&] {
-    return Finish(env, g, g.pg->allgather(outputs, inputs), "allGather", info[3].ToBoolean().Value(), keep);
+    return Finish(env, g, b, b.pg->allgather(outputs, inputs), "allGather", info[3].ToBoolean().Value(), keep);
   });
 }
 
-// barrier(id, async)
+// barrier(id, async): on the host backend where there is one (a barrier orders processes, not devices).
 Napi::Value Barrier(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Group& g = GetGroup(env, info[0]);
-  return Launch(env, g, "barrier", [&] { return Finish(env, g, g.pg->barrier(), "barrier", info[1].ToBoolean().Value(), {}); });
+  const DistBackend& b = g.host.pg ? g.host : g.device;
+  return Launch(env, g, "barrier", [&] { return Finish(env, g, b, b.pg->barrier(), "barrier", info[1].ToBoolean().Value(), {}); });
 }
 
 }  // namespace
 
-// Blocking forms for other translation units (distributed/autograd.cc); errors name the failing peers.
+// For other translation units (distributed/autograd.cc, the DDP reducer); errors name the failing peers.
 static Group& GroupAt(int id) {
-  if (id < 0 || id >= static_cast<int>(g_groups.size()) || !g_groups[id] || !g_groups[id]->pg) {
+  if (id < 0 || id >= static_cast<int>(g_groups.size()) || !g_groups[id] || !g_groups[id]->device.pg) {
     throw std::runtime_error("process group was destroyed");
   }
   return *g_groups[id];
 }
 
-static void WaitOrThrow(Group& g, const c10::intrusive_ptr<c10d::Work>& work, const std::string& op) {
-  try {
-    work->wait();
-  } catch (const std::exception& e) {
-    throw std::runtime_error(FailureMessage(g, op, e.what()));
-  }
+DistBackend DistBackendFor(int id, const at::Tensor& t, const std::string& op) { return GroupAt(id).BackendFor(t, op); }
+
+void DistEnter(int id) { GroupAt(id).Enter(); }
+
+void DistWait(int id, const DistBackend& backend, const c10::intrusive_ptr<c10d::Work>& work, const std::string& op) {
+  WaitOrThrow(GroupAt(id), backend, work, op);
 }
 
 at::Tensor DistAllGatherCat(int id, const at::Tensor& t) {
-  Group& g = GroupAt(id);
-  g.Enter();
+  const DistBackend b = DistBackendFor(id, t, "allGather");
   std::vector<std::vector<at::Tensor>> outputs(1);
-  for (int r = 0; r < g.world_size; ++r) outputs[0].push_back(at::empty_like(t));
+  for (int r = 0; r < DistWorldSize(id); ++r) outputs[0].push_back(at::empty_like(t));
   std::vector<at::Tensor> inputs{t};
-  WaitOrThrow(g, g.pg->allgather(outputs, inputs), "allGather");
+  DistEnter(id);
+  DistWait(id, b, b.pg->allgather(outputs, inputs), "allGather");
   return at::cat(outputs[0], 0);
 }
 
-void DistAllReduceSum(int id, at::Tensor& t) {
-  Group& g = GroupAt(id);
-  g.Enter();
-  std::vector<at::Tensor> tensors{t};
-  WaitOrThrow(g, g.pg->allreduce(tensors), "allReduce");
+void DistAllReduceSum(int id, at::Tensor& t) { DistAllReduceSumStart(id, t)(); }
+
+std::function<void()> DistAllReduceSumStart(int id, const at::Tensor& t) {
+  try {
+    const DistBackend b = DistBackendFor(id, t, "allReduce");
+    std::vector<at::Tensor> tensors{t};
+    DistEnter(id);
+    c10::intrusive_ptr<c10d::Work> work = b.pg->allreduce(tensors);
+    return [id, b, work] { DistWait(id, b, work, "allReduce"); };
+  } catch (const std::exception& e) {
+    return [id, what = std::string(e.what())] { throw std::runtime_error(FailureMessage(GroupAt(id), "allReduce", what)); };
+  }
 }
 
 int DistRank(int id) { return GroupAt(id).rank; }
@@ -376,11 +514,15 @@ void InitDist(Napi::Env env, Napi::Object exports) {
   auto dist = Napi::Object::New(env);
   dist.Set("init", Napi::Function::New(env, Init));
   dist.Set("destroy", Napi::Function::New(env, Destroy));
+  dist.Set("checkBackend", Napi::Function::New(env, CheckBackend));
+  dist.Set("backendFor", Napi::Function::New(env, BackendForJs));
+  dist.Set("ncclVersion", Napi::Function::New(env, NcclVersion));
   dist.Set("allReduce", Napi::Function::New(env, AllReduce));
   dist.Set("broadcast", Napi::Function::New(env, Broadcast));
   dist.Set("allGather", Napi::Function::New(env, AllGather));
   dist.Set("barrier", Napi::Function::New(env, Barrier));
   InitDistAutograd(env, dist);
+  InitDistReducer(env, dist);
   exports.Set("dist", dist);
 }
 
