@@ -67,7 +67,7 @@ Napi::Value SetData(const Napi::CallbackInfo& info) {
 // On the CPU there is nothing to wait for.
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const c10::Device device = CheckDevice(env, "synchronize", info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu");
+  [[maybe_unused]] const c10::Device device = CheckDevice(env, "synchronize", info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu");
 #ifdef ARCFACE_CUDA
   if (device.is_cuda()) {
     try {
@@ -85,7 +85,7 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 // allocator (torch.cuda.memory_allocated / max_memory_allocated / memory_reserved); undefined on the CPU.
 Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const c10::Device device = CheckDevice(env, "deviceMemory", info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu");
+  [[maybe_unused]] const c10::Device device = CheckDevice(env, "deviceMemory", info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu");
 #ifdef ARCFACE_CUDA
   if (device.is_cuda()) {
     const c10::DeviceIndex index = device.has_index() ? device.index() : 0;
