@@ -14,15 +14,16 @@
 #   GLOO_INCLUDE      the folder above gloo/ (a pip libtorch lacks gloo's headers), default /usr/include.
 #   NODE_API_INCLUDE  folders, colon-separated, holding node_api.h (js_native_api*.h, node_api_types.h) and
 #                     napi.h (napi-inl.h; node-addon-api); default /usr/include/node and ../node_modules/node-addon-api.
-#   BUILD_DIR         output folder, default native/build (objects in $BUILD_DIR/plain).
+#   BUILD_DIR         output folder (relative: to the current folder), default native/build (objects in $BUILD_DIR/plain).
 #   JOBS              parallel compiles, default the number of cores.
 #   CXX               the compiler, default g++.
 # The variant's flags come from torch-config.sh, shared with binding.gyp.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# A relative BUILD_DIR is the caller's, resolved before moving to native/.
+build_dir=$(realpath -m "${BUILD_DIR:-$here/build}")
 cd "$here"
 
-build_dir=${BUILD_DIR:-$here/build}
 obj_dir=$build_dir/plain
 out=$build_dir/Release/arcface_native.node
 cxx=${CXX:-g++}

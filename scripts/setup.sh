@@ -4,6 +4,7 @@
 #   --with-python-torch   also install Debian's python3-torch (PyTorch 1.13), python3-sklearn and python3-pil, used by
 #                         the tests that compute PyTorch's side live (test/reference/) or check our files
 #                         in PyTorch, and by the fixture scripts (test/fixtures/make_*.py).
+#   --with-variants       also python3-venv and python3-pip, for scripts/test-variants.sh (pip PyTorch 2.x venvs).
 # The addon links Debian's libtorch (1.13) unless asked for another one (nothing is picked up on its own):
 #   ARCFACE_TORCH_DIR=<site-packages>/torch   the libtorch inside an installed PyTorch 2.x (CPU or CUDA)
 #   ARCFACE_CUDA=1                            with a CUDA PyTorch there: the CUDA build
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 
 packages=(libtorch-dev libopenblas0-pthread libgloo-dev libturbojpeg0-dev libpng-dev g++ make python3)
 [[ " $* " == *" --with-python-torch "* ]] && packages+=(python3-torch python3-sklearn python3-pil)
+[[ " $* " == *" --with-variants "* ]] && packages+=(python3-venv python3-pip)
 
 missing=()
 for p in "${packages[@]}"; do

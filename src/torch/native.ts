@@ -262,9 +262,12 @@ export interface CpuCacheStats {
 }
 
 function addonPath(): string {
-  const chosen = process.env.ARCFACE_ADDON; // exactly this file (e.g. another variant's BUILD_DIR/Release/arcface_native.node)
-  if (chosen && !existsSync(chosen)) throw new Error(`ARCFACE_ADDON=${chosen}: no such file (the addon to load)`);
-  if (chosen) return path.resolve(chosen);
+  // ARCFACE_ADDON: exactly this build (e.g. another libtorch variant's, scripts/test-variants.sh).
+  const chosen = process.env.ARCFACE_ADDON;
+  if (chosen) {
+    if (!existsSync(chosen)) throw new Error(`ARCFACE_ADDON=${chosen}: no such file (the native addon to load)`);
+    return path.resolve(chosen);
+  }
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
   // src/torch/native.ts is compiled to dist/src/torch/native.js: the repo root is one more level up.
   for (const base of [root, path.resolve(root, '..')]) {
