@@ -17,4 +17,6 @@ const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '-
   stdio: 'inherit',
   cwd: root,
 });
+// A runner stopped by a signal prints no summary: say so, or CI ends with a bare exit 1.
+if (result.signal) console.error(`run-tests: the test runner was stopped by ${result.signal}`);
 process.exit(result.status ?? 1);
