@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { packagePath } from '../package.js';
 import { defaultGenerateOptions, generateIdentities } from '../data/generated.js';
+import { cpuHasBf16Kernels } from '../torch/index.js';
 import { loadConfig } from '../train/load-config.js';
 import { train } from '../train/trainer.js';
 import { parseOptions } from './args.js';
@@ -18,7 +19,12 @@ export async function start(args: string[]): Promise<number> {
   const { overrides, rest } = takeOverrides(args);
   const o = parseOptions(rest, { values: ['config'] }, 'arcface start');
   const configFile = String(o.get('config') ?? packagePath('configs', 'generated_mbf.ts'));
-  const config = await loadConfig(configFile, overrides);
+  let config = await loadConfig(configFile, overrides);
+  // the default job's bfloat16 is a speed lever only where the CPU has bfloat16 kernels (src/torch/cpu.ts)
+  if (config.bf16 && config.device === 'cpu' && !cpuHasBf16Kernels() && !overrides.some((o) => o.startsWith('bf16='))) {
+    console.log('this CPU has no bfloat16 kernels (no AVX-512): training in float32 (--set bf16=true to insist)');
+    config = { ...config, bf16: false };
+  }
 
   if (!fs.existsSync(path.join(config.rec, 'train.rec'))) {
     // the pack the config describes; 1000 held-out pairs keep each verification under a minute

@@ -1,5 +1,6 @@
 /** Making tensors: from JS data, filled, random, ranges. All default to float32 on the CPU. */
 import { native } from './native.js';
+import { resolveDevice } from './device.js';
 import { aten } from './dispatch.js';
 import { Tensor } from './tensor.js';
 import { toDtype } from './ops.js';
@@ -116,13 +117,14 @@ export function manualSeed(seed: number): void {
 
 /**
  * A default generator's state, a uint8 tensor: the CPU's (torch.get_rng_state; Partial FC sampling
- * draws from it too), or a CUDA device's (torch.cuda.get_rng_state(device)).
+ * draws from it too), or a CUDA device's (torch.cuda.get_rng_state(device)); 'cuda' is this process's
+ * GPU, cuda:LOCAL_RANK, as everywhere else (resolveDevice).
  */
 export function getRngState(device?: string): Tensor {
-  return native.getRngState(device) as Tensor;
+  return native.getRngState(device === undefined ? undefined : resolveDevice(device, 'getRngState')) as Tensor;
 }
 
 /** Restores a state from getRngState(device) (torch.set_rng_state / torch.cuda.set_rng_state). */
 export function setRngState(state: Tensor, device?: string): void {
-  native.setRngState(state, device);
+  native.setRngState(state, device === undefined ? undefined : resolveDevice(device, 'setRngState'));
 }

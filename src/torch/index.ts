@@ -8,6 +8,7 @@ export * from './creation.js';
 export { tidy, keep, dispose, Scope, scopeDepth } from './scope.js';
 export { noGrad, enableGrad, isGradEnabled, setGradEnabled, autocast, type AutocastOptions } from './autograd.js';
 export { resolveDevice, cudaDeviceCount, deviceType, synchronize, deviceMemory } from './device.js';
+export { cpuFlags, hasBf16Kernels, cpuHasBf16Kernels } from './cpu.js';
 export { type Dtype, type Device, type MemoryFormat, type TypedArray, isFloatingDtype } from './dtype.js';
 export { aten, type OpHandle } from './dispatch.js';
 export { save, load, loadStateDict } from './save.js';

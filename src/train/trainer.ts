@@ -104,15 +104,23 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     const dataset = openTrainingData(config);  // a missing or mismatched data folder fails before any model is built
 
     // fp16 is CUDA's float16 autocast with the GradScaler, as arcface_torch. On the CPU the body runs
-    // in bfloat16 instead and the GradScaler still runs (harmless with bfloat16's range), so fp16
-    // configs train unchanged there.
+    // in bfloat16 instead where the CPU has bfloat16 kernels (float32 where it has not), and the
+    // GradScaler still runs (harmless with bfloat16's range), so fp16 configs train unchanged there.
     const onCpu = device === 'cpu';
-    if (config.fp16 && onCpu) log.info('fp16: the backbone body runs in bfloat16 autocast on the CPU, with the GradScaler');
+    const cpuBf16 = onCpu && torch.cpuHasBf16Kernels();
+    if (config.fp16 && onCpu) {
+      log.info(cpuBf16
+        ? 'fp16: the backbone body runs in bfloat16 autocast on the CPU, with the GradScaler'
+        : 'fp16: this CPU has no bfloat16 kernels (no AVX-512): the backbone runs in float32 on it, with the GradScaler');
+    }
+    if (config.bf16 && onCpu && !cpuBf16) {
+      log.info('bf16: this CPU has no bfloat16 kernels (no AVX-512): libtorch runs its reference kernels, many times slower than float32 (bf16: false trains faster here)');
+    }
     const backbone = getModel(config.network, {
       embeddingSize: config.embeddingSize,
       dropout: 0,
       fp16: config.fp16 && !onCpu,
-      bf16: config.bf16 || (config.fp16 && onCpu),
+      bf16: config.bf16 || (config.fp16 && cpuBf16),
       channelsLast: config.channelsLast,
     });
     disposers.push(() => backbone.dispose());

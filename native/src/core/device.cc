@@ -63,15 +63,26 @@ Napi::Value SetData(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// The optional device argument info[i] of synchronize/deviceMemory ('cpu' when absent), checked; a bare
+// 'cuda' is the current CUDA device, as torch.cuda.synchronize() and memory_allocated() take it.
+c10::Device DeviceArgument(const Napi::CallbackInfo& info, size_t i, const std::string& where) {
+  if (!info[i].IsUndefined() && !info[i].IsString()) throw Napi::TypeError::New(info.Env(), where + ": the device must be a string");
+  c10::Device device = CheckDevice(info.Env(), where, info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "cpu");
+#ifdef ARCFACE_CUDA
+  if (device.is_cuda() && !device.has_index()) device = c10::Device(c10::kCUDA, c10::cuda::current_device());
+#endif
+  return device;
+}
+
 // synchronize(device): waits for the work queued on a GPU (timing it needs this; ops return at launch).
 // On the CPU there is nothing to wait for.
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  [[maybe_unused]] const c10::Device device = CheckDevice(env, "synchronize", info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu");
+  [[maybe_unused]] const c10::Device device = DeviceArgument(info, 0, "synchronize");
 #ifdef ARCFACE_CUDA
   if (device.is_cuda()) {
     try {
-      c10::cuda::CUDAGuard guard(device.has_index() ? device.index() : 0);
+      c10::cuda::CUDAGuard guard(device.index());
       c10::cuda::device_synchronize();
     } catch (const std::exception& e) {
       ThrowAsJs(env, e);
@@ -85,16 +96,15 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 // allocator (torch.cuda.memory_allocated / max_memory_allocated / memory_reserved); undefined on the CPU.
 Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  [[maybe_unused]] const c10::Device device = CheckDevice(env, "deviceMemory", info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu");
+  [[maybe_unused]] const c10::Device device = DeviceArgument(info, 0, "deviceMemory");
 #ifdef ARCFACE_CUDA
   if (device.is_cuda()) {
-    const c10::DeviceIndex index = device.has_index() ? device.index() : 0;
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
     auto out = Napi::Object::New(env);
     out.Set("allocated", static_cast<double>(stats.allocated_bytes[0].current));
     out.Set("peakAllocated", static_cast<double>(stats.allocated_bytes[0].peak));
     out.Set("reserved", static_cast<double>(stats.reserved_bytes[0].current));
-    if (info[1].ToBoolean().Value()) c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+    if (info[1].ToBoolean().Value()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
     return out;
   }
 #endif
