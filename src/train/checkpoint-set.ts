@@ -251,17 +251,14 @@ export function loadCheckpointSet(output: string, group: ProcessGroup, parts: Tr
   const found = findCompleteSet(output, group);
   const { manifest: m, dir } = found;
   if (m.numClasses !== shape.numClasses) throw new Error(`resume: ${dir} was written for ${m.numClasses} classes, this run has ${shape.numClasses}`);
-  let position: Position;
-  if (m.worldSize === worldSize) {
-    position = loadTrainingState(checkpointFile(dir, rank), parts);
-  } else {
-    if (m.globalBatch !== shape.globalBatch) {
-      throw new Error(
-        `resume: ${dir} was written by ${m.worldSize} processes with a global batch of ${m.globalBatch}; ` +
-          `on ${worldSize} processes the batch size must be ${m.globalBatch / worldSize} to continue its sample stream (this run's global batch is ${shape.globalBatch})`,
-      );
-    }
-    position = loadTrainingState(checkpointFile(dir, 0), parts, reshard(dir, m, rank, worldSize));
+  // the loader's position is a count of global batches: another global batch would start elsewhere
+  if (m.globalBatch !== shape.globalBatch) {
+    throw new Error(
+      `resume: ${dir} was written with a global batch of ${m.globalBatch} (batchSize × ${m.worldSize} processes); ` +
+        `to continue its sample stream on ${worldSize} processes batchSize must be ${m.globalBatch / worldSize} (this run's global batch is ${shape.globalBatch})`,
+    );
   }
+  const position =
+    m.worldSize === worldSize ? loadTrainingState(checkpointFile(dir, rank), parts) : loadTrainingState(checkpointFile(dir, 0), parts, reshard(dir, m, rank, worldSize));
   return { ...found, position };
 }
