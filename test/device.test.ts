@@ -22,6 +22,7 @@ import { SGD } from '../src/optim/index.js';
 // not train/index.js: its config loader needs the typescript package, which the GPU check does not carry
 import { ConfigError, resolveConfig } from '../src/train/config.js';
 import { train } from '../src/train/trainer.js';
+import { setDir } from '../src/train/checkpoint-set.js';
 import { relativeError } from './heads-reference.js';
 
 const device = torch.resolveDevice(process.env.ARCFACE_TEST_DEVICE ?? 'cpu', 'ARCFACE_TEST_DEVICE');
@@ -207,7 +208,7 @@ test(`training with device '${device}': fp16 as arcface_torch on a GPU (float16 
         : /fp16: this CPU has no bfloat16 kernels \(no AVX-512\): the backbone runs in float32 on it, with the GradScaler/);
     }
     else assert.doesNotMatch(log, /bfloat16 autocast on the CPU/);
-    const saved = torch.load(path.join(output, 'checkpoint_gpu_0.pt')) as Map<string, unknown>;
+    const saved = torch.load(path.join(setDir(output, 6), 'checkpoint_gpu_0.pt')) as Map<string, unknown>;
     const tensors: Tensor[] = [];
     const collect = (v: unknown): void => void (v instanceof torch.Tensor ? tensors.push(v) : v instanceof Map ? v.forEach(collect) : Array.isArray(v) && v.forEach(collect));
     collect(saved);

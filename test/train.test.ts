@@ -16,7 +16,7 @@ import { DataLoader, generateIdentities } from '../src/data/index.js';
 import { getModel } from '../src/models/index.js';
 import { CombinedMarginLoss, PartialFC } from '../src/heads/index.js';
 import { PolynomialLRWarmup, SGD, clipGradNorm } from '../src/optim/index.js';
-import { loadConfig, openTrainingData, schedule, type TrainConfig } from '../src/train/index.js';
+import { loadConfig, openTrainingData, schedule, setDir, setsDir, type TrainConfig } from '../src/train/index.js';
 import { repoRoot } from './helpers.js';
 
 const arcface = path.join(repoRoot, 'bin', 'arcface.js');
@@ -70,8 +70,14 @@ function assertSameWeights(a: string, b: string): void {
   for (const [k, v] of wa) assert.ok(v.equals(wb.get(k)!), `${k} differs`);
 }
 
+/** The folder of the newest complete checkpoint set (one with its manifest). */
+const latestSet = (output: string) => {
+  const steps = fs.readdirSync(setsDir(output)).map((n) => Number(/^step_(\d+)$/.exec(n)?.[1] ?? NaN)).filter((n) => fs.existsSync(path.join(setDir(output, n), 'manifest.json')));
+  return setDir(output, Math.max(...steps));
+};
+
 const checkpointStep = (output: string) => {
-  const state = torch.load(path.join(output, 'checkpoint_gpu_0.pt')) as Map<string, unknown>;
+  const state = torch.load(path.join(latestSet(output), 'checkpoint_gpu_0.pt')) as Map<string, unknown>;
   const step = Number(state.get('global_step'));
   const tensors: torch.Tensor[] = [];
   const collect = (v: unknown): void => {
@@ -98,7 +104,7 @@ test('a run logs like arcface_torch, verifies, writes model.pt and every rank\'s
   assert.equal(r.status, 0, r.stderr);
   const output = path.join(dir, 'full');
   reference = path.join(output, 'model.pt');
-  assert.ok(fs.existsSync(reference) && fs.existsSync(path.join(output, 'checkpoint_gpu_0.pt')));
+  assert.ok(fs.existsSync(reference) && fs.existsSync(path.join(latestSet(output), 'checkpoint_gpu_0.pt')));
   const log = fs.readFileSync(path.join(output, 'training.log'), 'utf8');
   assert.match(log, /Training: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}-Speed [\d.]+ samples\/sec {3}Loss [\d.]+ {3}LearningRate [\d.]+ {3}Epoch: 0 {3}Global Step: 8 {3}Required: \d+ hours/);
   assert.match(log, /\[heldout\]\[8\]Accuracy-Flip: [\d.]+\+-[\d.]+/);
@@ -134,15 +140,19 @@ test('resume after kill -9 reaches the same weights, bit for bit', async () => {
   const output = path.join(dir, 'killed');
   const child = start(['train', file]);
   // the step-4 checkpoint is written; the run goes on to step 5+ and is killed mid-epoch
-  await waitFor(() => fs.existsSync(path.join(output, 'checkpoint_gpu_0.pt')), 'the step-4 checkpoint');
+  await waitFor(() => fs.existsSync(path.join(setDir(output, 4), 'manifest.json')), 'the step-4 checkpoint set');
   child.kill('SIGKILL');
   await exited(child);
   assert.ok(!fs.existsSync(path.join(output, 'model.pt')), 'killed before the end of the epoch');
   assert.equal(checkpointStep(output), 4);
   const r = run(['train', file, '--set', 'resume=true']);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(fs.readFileSync(path.join(output, 'training.log'), 'utf8'), /resumed from step 4 \(epoch 0, batch 4\)/);
+  const log = fs.readFileSync(path.join(output, 'training.log'), 'utf8');
+  assert.match(log, /resumed from step 4 \(epoch 0, batch 4\)/);
   assertSameWeights(path.join(output, 'model.pt'), reference);
+  // the logs continue from the checkpoint: the steps run after it before the kill are not repeated
+  assert.deepEqual(metrics(output).filter((x) => x.type === 'train').map((x) => x.step), [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.deepEqual([...log.matchAll(/Global Step: (\d+)/g)].map((m) => Number(m[1])), [1, 2, 3, 4, 5, 6, 7, 8]);
 });
 
 test('SIGTERM saves the state and exits 0; the resumed run matches too', async () => {
@@ -380,7 +390,7 @@ test('two processes (--nproc-per-node 2) compute what one process computes from 
   const buffers0 = relativeDistance(bufferNames.map((k) => [model.get(k)!, ref.backbone.get(k)!, ref.backbone.get(k)!]));
   assert.ok(buffers0 <= 1e-4, `rank 0's running statistics differ by ${buffers0}`);
 
-  const ranks = [0, 1].map((rank) => checkpointState(path.join(output, `checkpoint_gpu_${rank}.pt`)));
+  const ranks = [0, 1].map((rank) => checkpointState(path.join(latestSet(output), `checkpoint_gpu_${rank}.pt`)));
   assert.deepEqual(ranks.map((s) => s.globalStep), [2, 2]);
   // DDP: both ranks apply the same averaged gradient to the same weights
   for (const k of paramNames) assert.deepEqual(ranks[1].backbone.get(k), model.get(k), `rank 1's ${k} differs from rank 0's`);
@@ -408,7 +418,7 @@ test('gradientAcc 2 over two processes: the micro-steps only accumulate (noSync)
   });
   // a micro-step's forward outside noSync would fail the next one: "gradients of the previous backward were not synced"
   assert.equal(r.status, 0, r.stderr + r.stdout);
-  const [rank0, rank1] = [0, 1].map((rank) => checkpointState(path.join(output, `checkpoint_gpu_${rank}.pt`)));
+  const [rank0, rank1] = [0, 1].map((rank) => checkpointState(path.join(latestSet(output), `checkpoint_gpu_${rank}.pt`)));
   assert.deepEqual([rank0.globalStep, rank1.globalStep], [4, 4]);
   for (const [k, v] of rank0.backbone) if (!/running_|num_batches_tracked/.test(k)) assert.deepEqual(rank1.backbone.get(k), v, `rank 1's ${k} differs from rank 0's`);
 });

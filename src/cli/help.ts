@@ -95,6 +95,15 @@ const HELP: Record<string, Help> = {
       ['--check', 'run the file in onnxruntime and compare with libtorch'],
     ],
   },
+  checkpoint: {
+    usage: ['arcface checkpoint merge <output> [--out <dir>] [--json]'],
+    options: [['--out <dir>', 'where the merged set and softmax_fc.pt go (default <output>/merged)'], ['--json', 'one JSON object']],
+    notes: [
+      'Takes the newest checkpoint set of <output>/checkpoints whose files match its manifest. Writes <dir>/checkpoints/step_<N>/checkpoint_gpu_0.pt',
+      '(the whole training state, as one process) with its manifest, and <dir>/softmax_fc.pt ({weight: [numClasses, embeddingSize]}, for torch.load).',
+      'Resuming from <dir> on any number of processes re-shards it, as long as batchSize × processes stays the global batch it was written with.',
+    ],
+  },
   flops: {
     usage: ['arcface flops <network> [--embedding-size N] [--json]'],
     options: [['--embedding-size <n>', 'embedding size (default 512)'], ['--json', 'one JSON object']],

@@ -12,6 +12,7 @@ const commands: Record<string, Command> = {
   launch: { summary: 'start this node\'s workers like torchrun (--nproc-per-node, --nnodes, --node-rank, --master-addr, --master-port)', run: async (a) => (await import('./launch.js')).launchCommand(a) },
   start: { summary: 'the default job (npm start): generate identities, train MobileFaceNet + ArcFace/Partial FC, verify before and after', run: async (a) => (await import('./start.js')).start(a) },
   train: { summary: 'train a config like arcface_torch\'s train_v2.py (--set key=value, --nproc-per-node N)', run: async (a) => (await import('./train.js')).trainCommand(a) },
+  checkpoint: { summary: '`checkpoint merge <output>`: a run\'s newest complete checkpoint set as one process\'s set, and the whole class-centre matrix as softmax_fc.pt', run: async (a) => (await import('./checkpoint.js')).checkpointCommand(a) },
   config: { summary: 'print a training config resolved over the defaults and validated (--set key=value overrides)', run: async (a) => (await import('./config.js')).configCommand(a) },
   eval: { summary: 'evaluate a model.pt or ONNX file: `eval verification` (LFW-style .bin), `eval ijb` (IJB-B/C TAR@FAR), `eval roc` (scores + labels)', run: async (a) => (await import('./eval.js')).evalCommand(a) },
   embed: { summary: 'embeddings of aligned face images (files or folders) to .json or .npy', run: async (a) => (await import('./embed.js')).embed(a) },

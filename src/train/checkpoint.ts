@@ -4,8 +4,8 @@
  * state_dict_backbone, state_dict_softmax_fc, state_optimizer, state_lr_scheduler) plus what an
  * exact resume needs besides: the GradScaler, the loader's position and the random generators (the
  * CPU's; the GPU's too when the run trains on one: `cuda_rng_state`).
- * Every file is written to a temporary name and renamed (torch.save), so a crash leaves the
- * previous checkpoint whole.
+ * Every file is written to a temporary name, fsynced and renamed (torch.save), so a crash leaves
+ * the previous checkpoint whole; ./checkpoint-set.ts makes the ranks' files one set.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -33,7 +33,8 @@ export interface Position {
   globalStep: number;
 }
 
-export const checkpointFile = (output: string, rank: number) => path.join(output, `checkpoint_gpu_${rank}.pt`);
+/** arcface_torch's name of rank `rank`'s file, in `dir` (a checkpoint set's folder). */
+export const checkpointFile = (dir: string, rank: number) => path.join(dir, `checkpoint_gpu_${rank}.pt`);
 export const modelFile = (output: string) => path.join(output, 'model.pt');
 
 export function saveModel(output: string, backbone: Module): string {
@@ -42,8 +43,7 @@ export function saveModel(output: string, backbone: Module): string {
   return file;
 }
 
-export function saveTrainingState(output: string, rank: number, parts: TrainingParts, position: Position): string {
-  const file = checkpointFile(output, rank);
+export function saveTrainingState(file: string, parts: TrainingParts, position: Position): string {
   torch.tidy(() =>
     torch.save(
       {
@@ -64,6 +64,14 @@ export function saveTrainingState(output: string, rank: number, parts: TrainingP
   return file;
 }
 
+/** Every tensor in a torch.load result (to dispose). */
+export function tensorsIn(value: unknown, out: Tensor[] = []): Tensor[] {
+  if (value instanceof torch.Tensor) out.push(value);
+  else if (value instanceof Map) value.forEach((v) => tensorsIn(v, out));
+  else if (Array.isArray(value)) value.forEach((v) => tensorsIn(v, out));
+  return out;
+}
+
 /** Plain objects for the Maps torch.load returns for Python dicts (nested), tensors kept. */
 function plain(value: unknown): unknown {
   if (value instanceof Map) return Object.fromEntries([...value].map(([k, v]) => [String(k), plain(v)]));
@@ -71,30 +79,35 @@ function plain(value: unknown): unknown {
   return value;
 }
 
-/** Restores every part from this rank's checkpoint; returns where the run was. */
-export function loadTrainingState(output: string, rank: number, parts: TrainingParts): Position {
-  const file = checkpointFile(output, rank);
-  if (!fs.existsSync(file)) throw new Error(`resume: ${file} not found (was the run saved with saveAllStates, or interrupted?)`);
+/**
+ * What a resume on another world size puts in place of the file's own (./reshard.ts): the Partial
+ * FC rows of this rank's class range, gathered from the old shards, and this rank's place (the
+ * loader keeps its position: the same global batch index).
+ */
+export interface Resharded {
+  head: ReadonlyMap<string, Tensor>;
+  rank: number;
+  worldSize: number;
+}
+
+/** Restores every part from a checkpoint file (the head and loader from `resharded` when given); returns where the run was. */
+export function loadTrainingState(file: string, parts: TrainingParts, resharded?: Resharded): Position {
+  if (!fs.existsSync(file)) throw new Error(`resume: ${file} not found`);
   const loaded = torch.load(file);
-  const tensors: Tensor[] = [];
-  const collect = (v: unknown): void => {
-    if (v instanceof torch.Tensor) tensors.push(v);
-    else if (v instanceof Map) v.forEach(collect);
-    else if (Array.isArray(v)) v.forEach(collect);
-  };
-  collect(loaded);
+  const tensors = tensorsIn(loaded);
   try {
     if (!(loaded instanceof Map)) throw new Error('not a checkpoint (expected a dict)');
     const need = (key: string) => {
       if (!loaded.has(key)) throw new Error(`missing '${key}'`);
       return loaded.get(key);
     };
-    const loaderState = plain(need('state_loader')) as LoaderState;
+    const saved = plain(need('state_loader')) as LoaderState;
+    const loaderState = resharded ? { ...saved, rank: resharded.rank, worldSize: resharded.worldSize } : saved;
     if (loaderState.worldSize !== parts.loader.state().worldSize) {
       throw new Error(`written by a run of ${loaderState.worldSize} processes, this one has ${parts.loader.state().worldSize}`);
     }
     parts.backbone.loadStateDict(need('state_dict_backbone') as Map<string, Tensor>);
-    parts.head.loadStateDict(need('state_dict_softmax_fc') as Map<string, Tensor>);
+    parts.head.loadStateDict(resharded?.head ?? (need('state_dict_softmax_fc') as Map<string, Tensor>));
     parts.optimizer.loadStateDict(plain(need('state_optimizer')) as OptimizerStateDict);
     parts.scheduler.loadStateDict(plain(need('state_lr_scheduler')) as LRSchedulerStateDict);
     parts.scaler.loadStateDict(plain(need('state_grad_scaler')) as GradScalerStateDict);
@@ -108,5 +121,6 @@ export function loadTrainingState(output: string, rank: number, parts: TrainingP
     throw new Error(`resume: ${file}: ${(error as Error).message}`);
   } finally {
     torch.dispose(tensors);
+    if (resharded) torch.dispose([...resharded.head.values()]);
   }
 }

@@ -5,4 +5,5 @@ export { train, schedule, TrainingError, type TrainOptions, type TrainResult } f
 export { TrainingLog, type LogPoint, type EvaluationPoint } from './training-log.js';
 export { VerificationCallback, type TargetResult } from './verification-targets.js';
 export { saveModel, saveTrainingState, loadTrainingState, checkpointFile, modelFile, type TrainingParts } from './checkpoint.js';
+export { saveCheckpointSet, loadCheckpointSet, setDir, setsDir, type Manifest } from './checkpoint-set.js';
 export { openTrainingData } from './training-data.js';

@@ -15,7 +15,8 @@ import { DistributedDataParallel, initProcessGroup, type ProcessGroup } from '..
 import { CombinedMarginLoss, PartialFC, shardGroupOf } from '../heads/index.js';
 import { backwardCheckpoints, getModel } from '../models/index.js';
 import { AdamW, GradScaler, PolynomialLRWarmup, SGD, clipGradNorm, type Optimizer } from '../optim/index.js';
-import { loadTrainingState, saveModel, saveTrainingState, type TrainingParts } from './checkpoint.js';
+import { saveModel, type TrainingParts } from './checkpoint.js';
+import { loadCheckpointSet, saveCheckpointSet } from './checkpoint-set.js';
 import { ConfigError, configKeys, type TrainConfig } from './config.js';
 import { openTrainingData } from './training-data.js';
 import { TrainingLog, type EvaluationPoint } from './training-log.js';
@@ -167,11 +168,18 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
 
     let globalStep = 0;
     let startEpoch = 0;
+    const runShape = { numClasses: config.numClasses, globalBatch: config.batchSize * worldSize };
+    let savedStep = -1;  // a step is saved once (checkpointSteps and the epoch's end can coincide)
     if (config.resume) {
-      const position = loadTrainingState(output, rank, parts);
-      globalStep = position.globalStep;
+      const resumed = loadCheckpointSet(output, group, parts, { ...runShape, worldSize });
+      globalStep = savedStep = resumed.position.globalStep;
       startEpoch = loader.state().epoch;
-      log.info(`resumed from step ${globalStep} (epoch ${startEpoch}, batch ${loader.state().batch})`);
+      // the logs continue from the checkpoint: what the lost steps logged goes
+      const kept = log.truncate(resumed.manifest.logs);
+      for (const skipped of resumed.skipped) log.info(`resume: skipped ${skipped}`);
+      for (const name of kept) log.info(`resume: ${name} is shorter than at the checkpoint; left as it is`);
+      const from = resumed.manifest.worldSize === worldSize ? '' : `, re-sharded from ${resumed.manifest.worldSize} processes`;
+      log.info(`resumed from step ${globalStep} (epoch ${startEpoch}, batch ${loader.state().batch}${from}) of ${resumed.dir}`);
     }
     for (const key of configKeys) log.info(`: ${key}${' '.repeat(Math.max(1, 25 - key.length))}${JSON.stringify(config[key])}`);
     log.info(`: worldSize                ${worldSize}`);
@@ -199,9 +207,13 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     let windowSteps = 0;
     let lastLoss = NaN;
     let interrupted = false;
+    const checkpoint = () => {
+      if (savedStep === globalStep) return;
+      saveCheckpointSet(output, group, parts, { epoch: loader.state().epoch, globalStep }, runShape, log.lengths());
+      savedStep = globalStep;
+    };
     const saveAll = () => {
-      const position = { epoch: loader.state().epoch, globalStep };
-      saveTrainingState(output, rank, parts, position);
+      checkpoint();
       if (rank === 0) saveModel(output, backbone);
     };
 
@@ -286,11 +298,11 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
           windowSteps = 0;
         }
         if (globalStep % config.verbose === 0) evaluate(globalStep);
-        if (config.checkpointSteps > 0 && globalStep % config.checkpointSteps === 0) saveTrainingState(output, rank, parts, { epoch, globalStep });
+        if (config.checkpointSteps > 0 && globalStep % config.checkpointSteps === 0) checkpoint();
         if (globalStep >= lastStep) break;
       }
       if (loader.state().epoch > epoch) {  // the epoch ran to its end
-        if (config.saveAllStates) saveTrainingState(output, rank, parts, { epoch: epoch + 1, globalStep });
+        if (config.saveAllStates) checkpoint();
         if (rank === 0) saveModel(output, backbone);
       }
     }

@@ -82,6 +82,28 @@ export class TrainingLog {
     fs.writeSync(this.metricsFile!, `${JSON.stringify({ time: Date.now() / 1000, ...record })}\n`);
   }
 
+  /** Byte lengths of training.log and metrics.jsonl (recorded with each checkpoint set). */
+  lengths(): Record<string, number> {
+    if (!this.active) return {};
+    return { 'training.log': fs.fstatSync(this.logFile!).size, 'metrics.jsonl': fs.fstatSync(this.metricsFile!).size };
+  }
+
+  /**
+   * Cuts the logs back to lengths() of a checkpoint (a resume: the steps after it are run again and
+   * logged anew). A log shorter than recorded (edited or replaced) is left as it is; says which.
+   */
+  truncate(lengths: Record<string, number>): string[] {
+    if (!this.active) return [];
+    const kept: string[] = [];
+    for (const [name, fd] of [['training.log', this.logFile!], ['metrics.jsonl', this.metricsFile!]] as const) {
+      const length = lengths[name];
+      if (length === undefined) continue;
+      if (fs.fstatSync(fd).size >= length) fs.ftruncateSync(fd, length);
+      else kept.push(name);
+    }
+    return kept;
+  }
+
   close(): void {
     if (this.logFile !== undefined) fs.closeSync(this.logFile);
     if (this.metricsFile !== undefined) fs.closeSync(this.metricsFile);
