@@ -109,13 +109,15 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     // GradScaler still runs (harmless with bfloat16's range), so fp16 configs train unchanged there.
     const onCpu = device === 'cpu';
     const cpuBf16 = onCpu && torch.cpuHasBf16Kernels();
+    // said after a resume has cut the logs back to its checkpoint
+    const precisionNotes: string[] = [];
     if (config.fp16 && onCpu) {
-      log.info(cpuBf16
+      precisionNotes.push(cpuBf16
         ? 'fp16: the backbone body runs in bfloat16 autocast on the CPU, with the GradScaler'
         : 'fp16: this CPU has no bfloat16 kernels (no AVX-512): the backbone runs in float32 on it, with the GradScaler');
     }
     if (config.bf16 && onCpu && !cpuBf16) {
-      log.info('bf16: this CPU has no bfloat16 kernels (no AVX-512): libtorch runs its reference kernels, many times slower than float32 (bf16: false trains faster here)');
+      precisionNotes.push('bf16: this CPU has no bfloat16 kernels (no AVX-512): libtorch runs its reference kernels, many times slower than float32 (bf16: false trains faster here)');
     }
     const backbone = getModel(config.network, {
       embeddingSize: config.embeddingSize,
@@ -184,6 +186,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     for (const key of configKeys) log.info(`: ${key}${' '.repeat(Math.max(1, 25 - key.length))}${JSON.stringify(config[key])}`);
     log.info(`: worldSize                ${worldSize}`);
     log.info(`: totalStep                ${totalStep} (${stepsPerEpoch} per epoch, ${warmupStep} warm-up)`);
+    for (const note of precisionNotes) log.info(note);
 
     const verification = rank === 0 ? await VerificationCallback.load(config.valTargets, config.rec) : undefined;
     if (verification) disposers.push(() => verification.dispose());
