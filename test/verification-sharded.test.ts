@@ -2,7 +2,7 @@
  * Verification sharded over the ranks of a process group (real processes on 127.0.0.1): every rank
  * embeds its share of the images and flips, the embeddings are all-gathered, and each rank's result
  * is the single-process verification of the same weights — the same fold accuracies, XNorm to
- * float tolerance — for two and three ranks (shares of 40 and of 27, 27, 26 images, in batches of 16
+ * float tolerance — for two and three ranks (shares of 20 and of 14, 14, 12 images, in batches of 8
  * that do not line up with the one-process run's).
  */
 import { test, before, after } from 'node:test';
@@ -25,13 +25,13 @@ let nextPort = 23000 + (process.pid % 4000);
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'arcface-sharded-verification-'));
-  // 40 pairs: 80 images
-  bin = generateIdentities({ out: dir, seed: 3, identities: 2, imagesPerIdentity: 1, heldOutIdentities: 20, pairs: 40, quality: 90 }).bin;
+  // 20 pairs (two per fold): 40 images
+  bin = generateIdentities({ out: dir, seed: 3, identities: 2, imagesPerIdentity: 1, heldOutIdentities: 20, pairs: 20, quality: 90, threads: 1 }).bin;
   // the worker's seeded mbf, verified here in one process with the plain (unsharded) path
   torch.manualSeed(7);
   const backbone = getModel('mbf', { embeddingSize: 64, dropout: 0 });
   const set = await loadVerificationSet(bin, { threads: 1 });
-  reference = verifyBackbone(backbone, set, { batchSize: 16 });
+  reference = verifyBackbone(backbone, set, { batchSize: 8 });
   set.images.dispose();
   backbone.dispose();
 });
@@ -80,7 +80,7 @@ test('shares are contiguous, balanced, and cover every image once', () => {
   assert.deepEqual([0, 1, 2, 3].map((r) => verificationShare(12000, 4, r).size), [3000, 3000, 3000, 3000]);
 });
 
-for (const [worldSize, batchSize] of [[2, 16], [3, 16]] as const) {
+for (const [worldSize, batchSize] of [[2, 8], [3, 8]] as const) {
   test(`${worldSize} ranks, batches of ${batchSize}: every rank gets the one-process verification`, async () => {
     const runs = await runWorkers(worldSize, batchSize);
     for (const [rank, run] of runs.entries()) {

@@ -304,8 +304,9 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       }
     }
     if (windowSteps > 0) lastLoss = windowLoss / windowSteps;
-    const modelPath = rank === 0 ? saveModel(output, backbone) : undefined;
+    // the last collective (the final verification) first: no rank then waits while rank 0 writes model.pt
     const final = interrupted || latest[0]?.step === globalStep ? latest : evaluate(globalStep);
+    const modelPath = rank === 0 ? saveModel(output, backbone) : undefined;
     return { output, globalStep, totalStep, loss: lastLoss, baseline, final, modelPath, interrupted };
   } finally {
     for (const dispose of disposers.reverse()) await dispose();
