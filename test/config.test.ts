@@ -23,6 +23,8 @@ test('unset keys take arcface_torch base.py defaults', () => {
   assert.equal(c.warmupEpoch, 0);
   assert.deepEqual(c.valTargets, []);
   assert.equal(c.sampleRate, baseConfig.sampleRate);
+  // not in arcface_torch: the fp16 divergence stop (docs/training.md, "Divergence")
+  assert.deepEqual([c.gradScaleFloor, c.gradScaleFloorSteps], [1, 200]);
 });
 
 test('bad settings are one clear ConfigError naming the key', () => {
@@ -34,6 +36,8 @@ test('bad settings are one clear ConfigError naming the key', () => {
     [{ ...required, marginList: [1, 0.5] }, /'marginList' must be three numbers/],
     [{ numClasses: 10, numImage: 100, numEpoch: 1 }, /'rec' is required/],
     [{ ...required, fp16: true, bf16: true }, /'fp16' and 'bf16' are exclusive/],
+    [{ ...required, gradScaleFloor: -1 }, /'gradScaleFloor' must be a non-negative number, got -1/],
+    [{ ...required, gradScaleFloorSteps: 0 }, /'gradScaleFloorSteps' must be a positive integer, got 0/],
   ];
   for (const [config, message] of cases) {
     assert.throws(() => resolveConfig(config, 'my.ts'), (e: Error) => e instanceof ConfigError && /^my\.ts: /.test(e.message) && message.test(e.message));

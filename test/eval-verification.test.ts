@@ -48,7 +48,7 @@ test('verifyBackbone: plain and flip-summed embeddings, XNorm, identical pairs a
     // pairs (2i, 2i+1): even pairs the same image twice, odd pairs two different images
     const images = torch.cat(Array.from({ length: 20 }, (_, p) => torch.stack([base.select(0, p), base.select(0, p % 2 === 0 ? p : (p + 1) % 20)])));
     const issame = Array.from({ length: 20 }, (_, p) => p % 2 === 0);
-    const r = verifyBackbone(new HalfMeans(), { images, issame }, 7);
+    const r = verifyBackbone(new HalfMeans(), { images, issame }, { batchSize: 7 });
     assert.equal(r.plain.accMean, 1);
     assert.equal(r.flip.accMean, 1);
     const expectedNorm = torch.cat([new HalfMeans().forward(images), new HalfMeans().forward(torch.flip(images, [3]))]).norm(2, 1).mean().item();

@@ -1,7 +1,8 @@
 /**
  * The trainer end to end, as users run it (`arcface train` in a child process): config errors,
- * an exact resume after kill -9 and after SIGTERM, NaN handling with and without the GradScaler,
- * two processes against the same two ranks computed in one process, and `arcface bench train`.
+ * an exact resume after kill -9 and after SIGTERM, divergence (fp16 or not) stopping the run,
+ * two processes against the same two ranks computed in one process, two processes verifying under a
+ * short collective timeout, and `arcface bench train`.
  * Data: a tiny generated-identities pack (16 identities × 4 images = 8 steps of 8), so each run
  * takes seconds.
  */
@@ -170,20 +171,63 @@ test('SIGTERM saves the state and exits 0; the resumed run matches too', async (
   assertSameWeights(path.join(output, 'model.pt'), reference);
 });
 
-test('a non-finite loss stops the run naming the step and keeps the last checkpoint; with fp16 the scaler skips instead', () => {
-  // lr 1e38: the first update overflows the weights, the next loss is NaN
-  const short = { batchSize: 16, valTargets: [], gradientAcc: 1 };  // 4 steps
-  const r = run(['train', configFile('nan', { ...short, lr: 1e38, checkpointSteps: 1 })]);
-  assert.equal(r.status, 1);
-  assert.match(r.stderr, /step (\d+): the loss is NaN; stopped without saving/);
-  const failedAt = Number(/step (\d+): the loss/.exec(r.stderr)![1]);
-  assert.equal(checkpointStep(path.join(dir, 'nan')), failedAt - 1);
+/** The bytes of model.pt and of every checkpoint file in `output`, by name. */
+const savedFiles = (output: string) => new Map(fs.readdirSync(output).filter((f) => f === 'model.pt' || f.startsWith('checkpoint')).map((f) => [f, fs.readFileSync(path.join(output, f))]));
 
-  const fp16 = run(['train', configFile('nan16', { ...short, lr: 1e38, fp16: true })]);
-  assert.equal(fp16.status, 0, fp16.stderr);
-  const scales = metrics(path.join(dir, 'nan16')).filter((x) => x.type === 'train').map((x) => x.gradScale as number);
-  assert.equal(scales[0], 65536);
-  assert.ok(scales[scales.length - 1] < 65536 / 2, `the scale backs off on every skipped step: ${scales.join(' ')}`);
+test('divergence stops the run at the step it happens: inf/NaN weights (fp16 or not), or an fp16 grad scale below the floor; model.pt and the checkpoints stay untouched', () => {
+  // lr 1e38: the first update overflows the Partial FC shard to inf (the backbone's clipped
+  // gradients keep it finite). Before the weight check a run without fp16 wrote that step's
+  // checkpoint and stopped one step later on a NaN loss; with fp16 the GradScaler skipped every
+  // later step and the run ended with exit 0 and a new model.pt.
+  const short = { batchSize: 16, valTargets: [], gradientAcc: 1, lr: 1e38, checkpointSteps: 1 };  // 4 steps
+  const diverged = /^arcface train: step 1: the run diverged: the Partial FC shard of rank 0 holds inf\/NaN; stopped without saving \(model\.pt and the last checkpoint in .* are untouched\)$/;
+  const plain = run(['train', configFile('nan', short)]);
+  assert.equal(plain.status, 1, plain.stderr);
+  assert.match(plain.stderr.trim(), diverged);
+  assert.deepEqual(savedFiles(path.join(dir, 'nan')), new Map(), 'nothing saved');
+
+  // fp16, into a copy of a finished run's folder: its files keep their bytes
+  const output = path.join(dir, 'nan16');
+  fs.cpSync(path.join(dir, 'full'), output, { recursive: true });
+  const before = savedFiles(output);
+  const fp16 = run(['train', configFile('nan16', { ...short, fp16: true })]);
+  assert.equal(fp16.status, 1, fp16.stderr);
+  assert.match(fp16.stderr.trim(), diverged);
+  const after = savedFiles(output);
+  assert.deepEqual([...after.keys()], [...before.keys()]);
+  for (const [f, bytes] of before) assert.ok(bytes.equals(after.get(f)!), `${f} was rewritten`);
+
+  // The scale check: a floor above the scale (65536, which a clean run keeps for 100 steps) for 2
+  // steps stops at step 2, before its log line and checkpoint; step 1 was saved.
+  const low = path.join(dir, 'scale16');
+  fs.cpSync(path.join(dir, 'full'), low, { recursive: true });
+  const scale = run(['train', configFile('scale16', { valTargets: [], gradientAcc: 1, fp16: true, checkpointSteps: 1, gradScaleFloor: 100000, gradScaleFloorSteps: 2 })]);
+  assert.equal(scale.status, 1, scale.stderr);
+  assert.match(scale.stderr.trim(), /^arcface train: step 2: the run diverged: the fp16 grad scale has been below gradScaleFloor 100000 for 2 consecutive steps \(now 65536\); stopped without saving/);
+  const last = metrics(low).filter((x) => x.type === 'train').pop()!;
+  assert.deepEqual([last.step, last.gradScale], [1, 65536], 'step 1 is the last logged');
+  assert.equal(checkpointStep(low), 1);
+  assert.ok(fs.readFileSync(path.join(low, 'model.pt')).equals(before.get('model.pt')!), 'model.pt was rewritten');
+});
+
+test('two processes with a verification set and a 10 s collective timeout: each rank verifies its share, the run completes', () => {
+  // 200 held-out pairs: 800 forward passes (images and flips), longer than 10 s on one thread, so
+  // verifying on rank 0 alone left rank 1 in step 3's all-reduce until the timeout. (A timeout of a
+  // few seconds is shorter than the workers' start-up skew on a loaded machine: the rendezvous fails.)
+  const bigger = path.join(dir, 'data-200');
+  generateIdentities({ out: bigger, seed: 5, identities: 16, imagesPerIdentity: 4, heldOutIdentities: 20, pairs: 200, quality: 90 });
+  const output = path.join(dir, 'two-verify');
+  const file = configFile('two-verify', { rec: bigger, gradientAcc: 1, valTargets: ['heldout'], verbose: 2, checkpointSteps: 0 });  // 4 steps of 2 × 8
+  const r = spawnSync(process.execPath, [arcface, 'train', file, '--nproc-per-node', '2', '--master-port', String(21000 + ((process.pid + 2) % 5000))], {
+    encoding: 'utf8',
+    cwd: repoRoot,
+    env: { ...process.env, ARCFACE_DIST_TIMEOUT_MS: '10000', ARCFACE_NUM_THREADS: '1', OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' },
+  });
+  assert.equal(r.status, 0, r.stderr + r.stdout);
+  const log = fs.readFileSync(path.join(output, 'training.log'), 'utf8');
+  assert.match(log, /\[heldout\]\[2\]Accuracy-Flip: [\d.]+\+-[\d.]+/);
+  assert.match(log, /\[heldout\]\[4\]Accuracy-Flip: [\d.]+\+-[\d.]+/);
+  assert.deepEqual(metrics(output).filter((x) => x.type === 'verification').map((x) => x.step), [2, 4], 'one verification line per point: rank 0 only');
 });
 
 test('config errors: one message naming the key, exit code 2', () => {

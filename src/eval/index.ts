@@ -3,7 +3,7 @@
  * (TAR@FAR), ROC curves; embedders that run a libtorch backbone or an ONNX model.
  */
 export { evaluatePairs, calculateRoc, calculateVal, calculateAccuracy, kFoldSplits, type VerificationResult } from './verification.js';
-export { verifyBackbone, verifyEmbedder, pairDistances, type VerificationSet, type BackboneVerification } from './verify-backbone.js';
+export { verifyBackbone, verifyEmbedder, verificationShare, pairDistances, type VerificationSet, type BackboneVerification, type VerificationGroup, type VerifyBackboneOptions } from './verify-backbone.js';
 export { loadVerificationSet, type LoadedVerificationSet } from './verification-set.js';
 export { TorchEmbedder, embedImages, normaliseImages, type Embedder, type EmbedOptions } from './embedder.js';
 export { OnnxEmbedder } from './onnx-embedder.js';

@@ -57,6 +57,9 @@ export interface TrainConfig {
   checkpointSteps: number;
   /** where the run trains: 'cpu', or 'cuda' (cuda:LOCAL_RANK, as torchrun's workers) or 'cuda:N' */
   device: string;
+  /** fp16: a grad scale below this for `gradScaleFloorSteps` consecutive steps stops the run (docs/training.md) */
+  gradScaleFloor: number;
+  gradScaleFloorSteps: number;
 }
 
 export type UserConfig = Partial<TrainConfig>;
@@ -89,6 +92,11 @@ export const baseConfig: Omit<TrainConfig, 'rec' | 'numClasses' | 'numImage' | '
   channelsLast: false,
   checkpointSteps: 0,
   device: 'cpu',
+  // not in arcface_torch (its runs go on with a scale collapsing to 0): the scale starts at 2^16 and
+  // halves per overflow, so below 1 the unscaled gradients overflow float16; skipped steps leave the
+  // weights alone, and 200 steps are two growth intervals (100) in which the scale never recovered
+  gradScaleFloor: 1,
+  gradScaleFloorSteps: 200,
 };
 
 /** Thrown for an invalid config; the CLI prints its message and exits with code 2. */
@@ -137,6 +145,8 @@ const schema: Record<keyof TrainConfig, Check> = {
   channelsLast: isBool,
   checkpointSteps: nonNegativeInt,
   device: (v) => (typeof v === 'string' && /^(cpu|cuda(:\d+)?)$/.test(v) ? undefined : "'cpu', 'cuda' or 'cuda:N'"),
+  gradScaleFloor: (v) => (typeof v === 'number' && v >= 0 ? undefined : 'a non-negative number'),
+  gradScaleFloorSteps: positiveInt,
 };
 
 export const configKeys = Object.keys(schema) as (keyof TrainConfig)[];

@@ -21,6 +21,7 @@ import { ConfigError, configKeys, type TrainConfig } from './config.js';
 import { openTrainingData } from './training-data.js';
 import { TrainingLog, type EvaluationPoint } from './training-log.js';
 import { VerificationCallback } from './verification-targets.js';
+import { DivergenceWatch } from './divergence.js';
 
 export interface TrainOptions {
   /** the process group (default: from the launcher's environment, or a world of one) */
@@ -43,7 +44,7 @@ export interface TrainResult {
   totalStep: number;
   /** mean loss of the last log window (NaN if no step ran) */
   loss: number;
-  /** verification before training (evaluateAtStart) and at the end, per set (rank 0) */
+  /** verification before training (evaluateAtStart) and at the end, per set (every rank gets it) */
   baseline: EvaluationPoint[];
   final: EvaluationPoint[];
   modelPath?: string;
@@ -51,7 +52,7 @@ export interface TrainResult {
   interrupted: boolean;
 }
 
-/** A non-finite loss without a GradScaler, or another reason to stop a run. */
+/** A non-finite loss without a GradScaler, diverged weights or grad scale (./divergence.ts), or another reason to stop a run. */
 export class TrainingError extends Error {
   override name = 'TrainingError';
 }
@@ -72,13 +73,13 @@ function makeOptimizer(config: TrainConfig, params: torch.Tensor[]): Optimizer {
   return new SGD(params, { lr: config.lr, momentum: config.momentum, weightDecay: config.weightDecay });
 }
 
-/** true on any rank → true on all (so every rank stops at the same step). */
-function anyRank(group: ProcessGroup, flag: boolean): boolean {
-  if (group.worldSize === 1) return flag;
+/** Each flag: true on any rank → true on all (so every rank stops at the same step), in one all-reduce. */
+function anyRank(group: ProcessGroup, flags: boolean[]): boolean[] {
+  if (group.worldSize === 1) return flags;
   return torch.tidy(() => {
-    const t = torch.tensor([flag ? 1 : 0], { dtype: 'float32' });
+    const t = torch.tensor(flags.map((f) => (f ? 1 : 0)), { dtype: 'float32' });
     group.allReduce(t, 'max');
-    return t.item() > 0;
+    return Array.from(t.data() as Float32Array, (f) => f > 0);
   });
 }
 
@@ -152,6 +153,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     disposers.push(() => optimizer.dispose());
     const scheduler = new PolynomialLRWarmup(optimizer, { warmupIters: warmupStep, totalIters: totalStep });
     const scaler = new GradScaler({ growthInterval: 100, enabled: config.fp16 });
+    const divergence = new DivergenceWatch(config.gradScaleFloor, config.gradScaleFloorSteps);
 
     const loader = new DataLoader(dataset, {
       batchSize: config.batchSize,
@@ -188,11 +190,13 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     log.info(`: totalStep                ${totalStep} (${stepsPerEpoch} per epoch, ${warmupStep} warm-up)`);
     for (const note of precisionNotes) log.info(note);
 
-    const verification = rank === 0 ? await VerificationCallback.load(config.valTargets, config.rec) : undefined;
-    if (verification) disposers.push(() => verification.dispose());
+    // every rank loads the sets and embeds its share of them: no rank waits in a collective while
+    // another verifies alone (LFW on a CPU takes minutes; the collective timeout is 300 s)
+    const verification = await VerificationCallback.load(config.valTargets, config.rec);
+    disposers.push(() => verification.dispose());
     let latest: EvaluationPoint[] = [];
     const evaluate = (step: number): EvaluationPoint[] => {
-      latest = (verification?.evaluate(backbone) ?? []).map((r) => {
+      latest = verification.evaluate(backbone, group).map((r) => {
         const point = { step, name: r.name, accuracyFlip: r.flip.accMean, stdFlip: r.flip.accStd, accuracy: r.plain.accMean, std: r.plain.accStd, xnorm: r.xnorm, highest: r.highest };
         log.evaluation(point);
         return point;
@@ -223,14 +227,6 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     epochs: for (let epoch = startEpoch; epoch < config.numEpoch && globalStep < lastStep; epoch++) {
       loader.setEpoch(epoch);
       for (;;) {
-        // Ready batches resolve as microtasks: yield to the event loop so a signal's handler runs.
-        await new Promise(setImmediate);
-        if (anyRank(group, stopSignal !== undefined)) {
-          saveAll();
-          log.info(`stopped by ${stopSignal ?? 'a signal on another rank'} at step ${globalStep}: state saved to ${output}; resume with resume: true`);
-          interrupted = true;
-          break epochs;
-        }
         const batch = await loader.next();
         if (!batch) break;
         const stepStart = performance.now();
@@ -276,6 +272,27 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
           head.accumulateGrad();
         }
         scheduler.step();
+        // inf/NaN weights after the step, or a collapsed grad scale: stop before anything is saved
+        const diverged = syncStep ? divergence.check(params, [head.weight], scaler.isEnabled() ? scaler.getScale() : undefined) : undefined;
+        // Ready batches resolve as microtasks: yield to the event loop so a signal's handler runs.
+        await new Promise(setImmediate);
+        // one all-reduce per step: a signal, and the divergence flags (the head's per rank, to name it)
+        const [signalled, backboneBad, scaleLow, ...headBad] = anyRank(group, [
+          stopSignal !== undefined,
+          diverged?.backbone ?? false,
+          diverged?.scale ?? false,
+          ...Array.from({ length: worldSize }, (_, r) => r === rank && (diverged?.head ?? false)),
+        ]);
+        const headRanks = headBad.flatMap((bad, r) => (bad ? [r] : []));
+        if (backboneBad || scaleLow || headRanks.length > 0) {
+          throw new TrainingError(divergence.message(globalStep, { backbone: backboneBad, headRanks, scale: scaleLow }, scaler.getScale(), output));
+        }
+        if (signalled) {
+          saveAll();
+          log.info(`stopped by ${stopSignal ?? 'a signal on another rank'} at step ${globalStep}: state saved to ${output}; resume with resume: true`);
+          interrupted = true;
+          break epochs;
+        }
         options.onStep?.(globalStep, performance.now() - stepStart);
         options.onProgress?.(globalStep, lastStep);
 
@@ -310,8 +327,9 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       }
     }
     if (windowSteps > 0) lastLoss = windowLoss / windowSteps;
-    const modelPath = rank === 0 ? saveModel(output, backbone) : undefined;
+    // the last collective (the final verification) first: no rank then waits while rank 0 writes model.pt
     const final = interrupted || latest[0]?.step === globalStep ? latest : evaluate(globalStep);
+    const modelPath = rank === 0 ? saveModel(output, backbone) : undefined;
     return { output, globalStep, totalStep, loss: lastLoss, baseline, final, modelPath, interrupted };
   } finally {
     for (const dispose of disposers.reverse()) await dispose();

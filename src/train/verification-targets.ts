@@ -1,11 +1,14 @@
 /**
  * arcface_torch's CallBackVerification: the `valTargets` sets (<name>.bin next to the training
  * data; missing ones are skipped, as there) decoded once, evaluated with flip every `verbose`
- * steps, and the highest flip accuracy so far kept per set.
+ * steps, and the highest flip accuracy so far kept per set. In a multi-process run every rank
+ * loads the sets and embeds its share of them (verifyBackbone's group): arcface_torch verifies on
+ * rank 0 alone while the others wait in the next collective, which a long set (LFW on a CPU: minutes)
+ * turns into a collective timeout.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadVerificationSet, verifyBackbone, type BackboneVerification, type LoadedVerificationSet } from '../eval/index.js';
+import { loadVerificationSet, verifyBackbone, type BackboneVerification, type LoadedVerificationSet, type VerificationGroup } from '../eval/index.js';
 import type { Backbone } from '../models/index.js';
 
 export interface TargetResult extends BackboneVerification {
@@ -31,9 +34,10 @@ export class VerificationCallback {
     return new VerificationCallback(targets);
   }
 
-  evaluate(backbone: Backbone): TargetResult[] {
+  /** Every rank of `group` calls this with the same sets; each gets the whole result. */
+  evaluate(backbone: Backbone, group?: VerificationGroup): TargetResult[] {
     return this.targets.map((t, i) => {
-      const result = verifyBackbone(backbone, t);
+      const result = verifyBackbone(backbone, t, group && group.worldSize > 1 ? { group } : {});
       this.highest[i] = Math.max(this.highest[i], result.flip.accMean);
       return { name: t.name, ...result, highest: this.highest[i] };
     });
