@@ -166,6 +166,7 @@ export interface DecodeJobSpec {
   resize?: boolean;
   dtype?: 'float32' | 'uint8';
   pinMemory?: boolean;
+  maxImageBytes?: number;
   flip?: number;
   dali?: boolean;
   resizeProb?: number;

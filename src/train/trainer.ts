@@ -152,6 +152,8 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       // for a GPU: uint8 pixels in page-locked memory, copied without waiting and normalised there
       ...(onCpu ? {} : { dtype: 'uint8' as const, pinMemory: true }),
       numClasses: config.numClasses,
+      skipCorrupt: config.skipCorrupt,
+      maxSkipped: config.maxSkipped,
       onWarning: (message) => log.info(message),
     });
     disposers.push(() => loader.close());
