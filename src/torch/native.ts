@@ -80,7 +80,7 @@ export type CudaInfo =
 export interface NativeDist {
   init(options: {
     rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; heartbeatMs: number;
-    backend: string; hostGroup: boolean; ifname?: string;
+    backend: string; hostGroup: boolean; ifname?: string; agentStore?: boolean; storePrefix?: string;
   }): number;
   destroy(group: number): void;
   /** throws why `backend` cannot run here (unknown name, no CUDA build, no CUDA device) */

@@ -11,11 +11,11 @@
 import fs from 'node:fs';
 import * as torch from '../torch/index.js';
 import { DataLoader, normaliseImages } from '../data/index.js';
-import { DistributedDataParallel, initProcessGroup, type ProcessGroup } from '../distributed/index.js';
+import { DistributedDataParallel, distEnv, initProcessGroup, type ProcessGroup } from '../distributed/index.js';
 import { CombinedMarginLoss, PartialFC, shardGroupOf } from '../heads/index.js';
 import { backwardCheckpoints, getModel } from '../models/index.js';
 import { AdamW, GradScaler, PolynomialLRWarmup, SGD, clipGradNorm, type Optimizer } from '../optim/index.js';
-import { loadTrainingState, saveModel, saveTrainingState, type TrainingParts } from './checkpoint.js';
+import { checkpointFile, loadTrainingState, saveModel, saveTrainingState, type TrainingParts } from './checkpoint.js';
 import { ConfigError, configKeys, type TrainConfig } from './config.js';
 import { openTrainingData } from './training-data.js';
 import { TrainingLog, type EvaluationPoint } from './training-log.js';
@@ -79,6 +79,21 @@ function anyRank(group: ProcessGroup, flag: boolean): boolean {
     group.allReduce(t, 'max');
     return t.item() > 0;
   });
+}
+
+/**
+ * Whether `resume: true` finds something to resume. Under torchrun (TORCHELASTIC_RESTART_COUNT set)
+ * one command line starts the run and each of its restarts, so there it means "resume if every
+ * rank has a checkpoint": none anywhere is a fresh start; some ranks without one is an error.
+ */
+function checkpointToResume(output: string, group: ProcessGroup, log: TrainingLog): boolean {
+  const restarts = distEnv()?.restartCount;
+  if (restarts === undefined) return true;  // not torchrun: a missing checkpoint is loadTrainingState's error
+  const mine = fs.existsSync(checkpointFile(output, group.rank));
+  const some = anyRank(group, mine), missing = anyRank(group, !mine);
+  if (some && missing) throw new TrainingError(`resume: some ranks have no checkpoint in ${output} (this rank ${mine ? 'has one' : 'has none'}): the set is incomplete`);
+  if (!some) log.info(`resume: no checkpoint in ${output} yet; torchrun attempt ${restarts} starts from step 0`);
+  return some;
 }
 
 export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
@@ -161,7 +176,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
 
     let globalStep = 0;
     let startEpoch = 0;
-    if (config.resume) {
+    if (config.resume && checkpointToResume(output, group, log)) {
       const position = loadTrainingState(output, rank, parts);
       globalStep = position.globalStep;
       startEpoch = loader.state().epoch;
