@@ -129,14 +129,13 @@ test('a loader resumed from state() continues with the same batches', async () =
   ds.close();
 });
 
-/** A copy of the pack with record `key`'s JPEG header broken. */
-function corruptPack(key: number): string {
+/** A copy of the pack with records `keys` broken by `damage` (default: their JPEG header). */
+function corruptPack(keys: number | number[], damage = (rec: Buffer, at: number) => void rec.fill(0x11, at + 8 + 24, at + 8 + 24 + 64)): string {
   const dir = mkdtempSync(path.join(root, 'corrupt-'));
   for (const f of ['train.idx', 'property']) copyFileSync(path.join(packDir, f), path.join(dir, f));
   const ds = new MXFaceDataset(packDir);
   const rec = Buffer.from(readFileSync(path.join(packDir, 'train.rec')));
-  const at = ds.record.offset(key) + 8 + 24; // record header, IRHeader: the JPEG starts here
-  rec.fill(0x11, at, at + 64);
+  for (const key of [keys].flat()) damage(rec, ds.record.offset(key)); // record header, IRHeader, then the JPEG
   ds.close();
   writeFileSync(path.join(dir, 'train.rec'), rec);
   return dir;
@@ -159,6 +158,58 @@ test('a corrupt record stops the loader with the file and record named, or is sk
     assert.equal(l.state().skipped, 1);
   });
   ds.close();
+});
+
+test('skipping stops past maxSkipped, naming the count and the last record', async () => {
+  const ds = new MXFaceDataset(corruptPack([3, 7, 9]));
+  const warnings: string[] = [];
+  await withLoader(ds, { batchSize: 48, shuffle: false, skipCorrupt: true, maxSkipped: 2, onWarning: (m) => warnings.push(m) }, async (l) => {
+    l.setEpoch(0);
+    await assert.rejects(l.next(), (e: unknown) =>
+      e instanceof DataError && /^train\.rec: record 9: not a JPEG or PNG image .* — 3 corrupt records met, over the cap of 2 \(maxSkipped\); stopped$/.test(e.message));
+  });
+  assert.deepEqual(warnings.map((w) => w.match(/record (\d+)/)?.[1]), ['3', '7']);
+  ds.close();
+});
+
+test('a record declaring more bytes than the file holds is refused before it is read', async () => {
+  // record 7's length field says 2^29 − 1 bytes (the most one part can declare); the file is ~100 kB
+  const ds = new MXFaceDataset(corruptPack(7, (rec, at) => void rec.writeUInt32LE((1 << 29) - 1, at + 4)));
+  await withLoader(ds, { batchSize: 48, shuffle: false }, async (l) => {
+    l.setEpoch(0);
+    await assert.rejects(l.next(), (e: unknown) =>
+      e instanceof DataError && /^train\.rec: record 7: truncated record: the part at offset \d+ declares 536870911 bytes but the file has \d+ after its header$/.test(e.message));
+  });
+  ds.close();
+});
+
+test('image files over maxImageBytes are bad samples named by their path', async () => {
+  const folder = path.join(root, 'big-files');
+  const ds = new MXFaceDataset(packDir);
+  const jpegs = Array.from({ length: 4 }, (_, i) => ds.read(i).image);
+  ds.close();
+  const cap = Math.max(...jpegs.map((j) => j.length)) + 16;
+  for (const [i, jpeg] of jpegs.entries()) {
+    mkdirSync(path.join(folder, `id${i >> 1}`), { recursive: true });
+    // the second image: a valid JPEG followed by padding, one byte over the cap
+    const bytes = i === 1 ? Buffer.concat([jpeg, Buffer.alloc(cap + 1 - jpeg.length)]) : jpeg;
+    writeFileSync(path.join(folder, `id${i >> 1}`, `${i}.jpg`), bytes);
+  }
+  const images = new ImageFolder(folder);
+  const big = path.join(folder, 'id0', '1.jpg');
+  await withLoader(images, { batchSize: 4, shuffle: false, maxImageBytes: cap }, async (l) => {
+    l.setEpoch(0);
+    await assert.rejects(l.next(), (e: unknown) =>
+      e instanceof DataError && e.message === `${big}: image file of ${cap + 1} bytes is over the cap of ${cap} bytes (maxImageBytes)`);
+  });
+  const warnings: string[] = [];
+  const [batch] = await withLoader(images, { batchSize: 4, shuffle: false, maxImageBytes: cap, skipCorrupt: true, onWarning: (m) => warnings.push(m) }, (l) => epoch(l, 0));
+  assert.deepEqual(batch.indices, [0, 2, 2, 3]);
+  assert.equal(warnings.length, 1);
+  assert.ok(warnings[0].startsWith(`${big}: image file of`));
+  // under the default cap (64 MiB) the same file is an image
+  const [whole] = await withLoader(images, { batchSize: 4, shuffle: false }, (l) => epoch(l, 0));
+  assert.deepEqual(whole.indices, [0, 1, 2, 3]);
 });
 
 test('labels outside [0, numClasses) are errors naming the record', async () => {

@@ -171,8 +171,14 @@ test('SIGTERM saves the state and exits 0; the resumed run matches too', async (
   assertSameWeights(path.join(output, 'model.pt'), reference);
 });
 
-/** The bytes of model.pt and of every checkpoint file in `output`, by name. */
-const savedFiles = (output: string) => new Map(fs.readdirSync(output).filter((f) => f === 'model.pt' || f.startsWith('checkpoint')).map((f) => [f, fs.readFileSync(path.join(output, f))]));
+/** The bytes of model.pt and of every file of the checkpoint sets in `output`, by relative path. */
+const savedFiles = (output: string) => new Map(
+  (fs.readdirSync(output, { recursive: true }) as string[])
+    .filter((f) => f === 'model.pt' || f.startsWith('checkpoints'))
+    .filter((f) => fs.statSync(path.join(output, f)).isFile())
+    .sort()
+    .map((f) => [f, fs.readFileSync(path.join(output, f))]),
+);
 
 test('divergence stops the run at the step it happens: inf/NaN weights (fp16 or not), or an fp16 grad scale below the floor; model.pt and the checkpoints stay untouched', () => {
   // lr 1e38: the first update overflows the Partial FC shard to inf (the backbone's clipped

@@ -2,7 +2,7 @@
  * `arcface export onnx`: a model.pt backbone as an ONNX file.
  *
  *   arcface export onnx --model model.pt --network r50 --out model.onnx [--simplify-bn] [--opset N]
- *                       [--input-name input.1] [--output-name NAME] [--check]
+ *                       [--input-name input.1] [--output-name NAME] [--external-data] [--check]
  *
  * The output is named as arcface_torch's torch2onnx.py names it for that network (see
  * src/export/torch-names.ts) unless --output-name says otherwise. --check runs the file in
@@ -34,7 +34,7 @@ async function check(file: string, torchEmbedder: TorchEmbedder): Promise<{ maxA
 
 async function onnx(args: string[]): Promise<number> {
   const command = 'arcface export onnx';
-  const o = parseOptions(args, { values: ['model', 'network', 'out', 'opset', 'input-name', 'output-name'], flags: ['simplify-bn', 'check'] }, command);
+  const o = parseOptions(args, { values: ['model', 'network', 'out', 'opset', 'input-name', 'output-name'], flags: ['simplify-bn', 'check', 'external-data'] }, command);
   const [model, network, out] = ['model', 'network', 'out'].map((k) => o.get(k));
   if (typeof model !== 'string' || typeof network !== 'string' || typeof out !== 'string') {
     throw new UsageError(usage('export'));
@@ -46,11 +46,14 @@ async function onnx(args: string[]): Promise<number> {
     const summary = writeOnnx(out, embedder.backbone, {
       opset,
       simplifyBn: o.has('simplify-bn'),
+      // weights above 1920 MiB go to <out>.data regardless; the flag sends them there at any size
+      ...(o.has('external-data') ? { externalDataThreshold: 0 } : {}),
       inputName: typeof o.get('input-name') === 'string' ? String(o.get('input-name')) : undefined,
       outputName: typeof o.get('output-name') === 'string' ? String(o.get('output-name')) : (torchOutputName(network) ?? 'embedding'),
     });
     const ops = Object.entries(summary.ops).map(([op, n]) => `${op} ${n}`).join(', ');
-    console.log(`${out}: ${network}, opset ${summary.opset}, ${summary.nodes} nodes (${ops}), output [${summary.outputShape.join(', ')}], in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const side = summary.externalData ? `, weights in ${summary.externalData.location} (${summary.externalData.bytes} bytes)` : '';
+    console.log(`${out}: ${network}, opset ${summary.opset}, ${summary.nodes} nodes (${ops}), output [${summary.outputShape.join(', ')}]${side}, in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     if (o.has('check')) {
       const { maxAbsDiff, maxAbs } = await check(out, embedder);
       console.log(`onnxruntime check: max |difference| ${maxAbsDiff.toExponential(2)} over embeddings up to ${maxAbs.toFixed(3)}`);

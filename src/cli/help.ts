@@ -85,13 +85,14 @@ const HELP: Record<string, Help> = {
     ],
   },
   export: {
-    usage: ['arcface export onnx --model <model.pt> --network <name> --out <model.onnx> [--simplify-bn] [--opset N] [--input-name input.1] [--output-name NAME] [--check]'],
+    usage: ['arcface export onnx --model <model.pt> --network <name> --out <model.onnx> [--simplify-bn] [--opset N] [--input-name input.1] [--output-name NAME] [--external-data] [--check]'],
     options: [
       ['--model <model.pt> --network <name>', 'the backbone to export'],
       ['--out <model.onnx>', 'the file to write'],
       ['--simplify-bn', 'fold BatchNorms into the preceding convolutions'],
       ['--opset <n>', 'ONNX opset (default: 13, 17 for the ViTs)'],
       ['--input-name, --output-name', 'tensor names (default: as arcface_torch\'s torch2onnx.py)'],
+      ['--external-data', 'weights in <out>.data (ONNX external data; always above 1920 MiB, e.g. vit_h)'],
       ['--check', 'run the file in onnxruntime and compare with libtorch'],
     ],
   },

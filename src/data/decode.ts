@@ -32,6 +32,8 @@ export interface DecodeOptions {
   dtype?: 'float32' | 'uint8';
   /** page-locked output for fast copies to a GPU (ignored without CUDA) */
   pinMemory?: boolean;
+  /** image files larger than this are per-sample errors, refused before they are read (default 64 MiB) */
+  maxImageBytes?: number;
   augment?: AugmentOptions;
   /** the augmentation seed; each sample's stream is a function of (seed, epoch, key) */
   seed?: number;
@@ -56,6 +58,9 @@ export interface DecodedBatch {
   /** how many images were resized to width × height */
   resized: number;
 }
+
+/** The default cap on an image file's size: a face crop is kilobytes; a huge file is a mistake, not a sample. */
+export const DEFAULT_MAX_IMAGE_BYTES = 64 * 1024 * 1024;
 
 /** Keys pick each sample's augmentation stream: the same key, seed and epoch give the same result. */
 export class ImageDecoder {
@@ -83,6 +88,7 @@ export class ImageDecoder {
       resize: options.resize ?? true,
       dtype: options.dtype ?? 'float32',
       pinMemory: options.pinMemory ?? false,
+      maxImageBytes: options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES,
       flip: options.augment?.flip ?? 0,
       dali: Boolean(dali),
       resizeProb: probabilities.resize,

@@ -48,9 +48,16 @@ export interface DataLoaderOptions {
   numClasses?: number;
   /** a bad record is skipped with a warning instead of stopping (its slot gets the next good sample) */
   skipCorrupt?: boolean;
+  /** with skipCorrupt: the most records this loader may skip over the run (default 1000); one more stops it */
+  maxSkipped?: number;
+  /** image files larger than this are bad records (default 64 MiB, DEFAULT_MAX_IMAGE_BYTES) */
+  maxImageBytes?: number;
   /** where warnings go (default console.warn) */
   onWarning?: (message: string) => void;
 }
+
+/** Skipped records a run tolerates by default: a few bad ones are noise, thousands mean a broken pack. */
+export const DEFAULT_MAX_SKIPPED = 1000;
 
 export interface Batch {
   /** batchSize × 3 × H × W (dispose it) */
@@ -221,6 +228,7 @@ export class DataLoader implements AsyncIterable<Batch> {
         resize: o.resize,
         dtype: o.dtype,
         pinMemory: o.pinMemory,
+        maxImageBytes: o.maxImageBytes,
         augment: o.augment ?? { flip: 0.5 },
       })
       .then((batch) => ({ ...batch, datasetLabels: labels }));
@@ -237,6 +245,10 @@ export class DataLoader implements AsyncIterable<Batch> {
         const where = this.dataset.describe(index);
         if (!this.options.skipCorrupt) throw new DataError(where.file, where.record, problem);
         this.skipped++;
+        const cap = this.options.maxSkipped ?? DEFAULT_MAX_SKIPPED;
+        if (this.skipped > cap) {
+          throw new DataError(where.file, where.record, `${problem} — ${this.skipped} corrupt records met, over the cap of ${cap} (maxSkipped); stopped`);
+        }
         this.warn(`${new DataError(where.file, where.record, problem).message} — skipped (${this.skipped} so far)`);
         if (this.skipped >= this.dataset.length) throw new DataError(where.file, undefined, 'no readable sample left');
         index = (index + 1) % this.dataset.length;

@@ -4,9 +4,9 @@
  * [N + 1, N + 1 + C) and one record per identity with labels [first image, end) — what
  * MXFaceDataset and the DALI reader expect.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { ImageDecoder } from './decode.js';
+import { DEFAULT_MAX_IMAGE_BYTES, ImageDecoder } from './decode.js';
 import { DataError } from './errors.js';
 import { ImageFolder } from './image-folder.js';
 import { packIR } from './ir-header.js';
@@ -72,6 +72,8 @@ export function packFolder(src: string, out: string, onProgress?: (done: number,
   const folder = new ImageFolder(src);
   const pack = new PackWriter(out);
   for (const [i, [file, label]] of folder.samples.entries()) {
+    const size = statSync(file).size;
+    if (size > DEFAULT_MAX_IMAGE_BYTES) throw new DataError(file, undefined, `image file of ${size} bytes is over the cap of ${DEFAULT_MAX_IMAGE_BYTES} bytes`);
     const bytes = readFileSync(file);
     if (!imageFormat(bytes)) throw new DataError(file, undefined, 'not a JPEG or PNG file (the formats the loader decodes)');
     pack.add(label, bytes);

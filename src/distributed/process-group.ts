@@ -1,7 +1,10 @@
 /**
  * Process groups over c10d, set up from the torchrun environment contract: MASTER_ADDR, MASTER_PORT,
  * RANK, WORLD_SIZE (LOCAL_RANK, LOCAL_WORLD_SIZE for placement). Without that environment, a world
- * of one: every collective is the identity.
+ * of one: every collective is the identity. Under torchrun's agent (TORCHELASTIC_USE_AGENT_STORE=True)
+ * the agent hosts the store on MASTER_PORT: every rank connects as a client and works under the key
+ * prefix /worker/attempt_<TORCHELASTIC_RESTART_COUNT>, as torch.distributed's env:// rendezvous does,
+ * so that the workers of a restarted attempt do not meet the keys of the attempt that died.
  *
  * Backends, as torch.distributed's: 'gloo' carries CPU and CUDA tensors; 'nccl' (the CUDA build)
  * carries CUDA tensors, with a side Gloo group over the same store for the CPU ones (host scalars:
@@ -41,6 +44,10 @@ export interface ProcessGroupOptions {
    * error. 'gloo' with it: the layout of 'nccl' with Gloo standing in for the device backend.
    */
   hostGroup?: boolean;
+  /** the store is hosted by the launcher (torchrun's agent): rank 0 connects as a client too */
+  agentStore?: boolean;
+  /** every key of this group lives under this prefix of the store (torchrun: /worker/attempt_<n>) */
+  storePrefix?: string;
 }
 
 /** The torchrun variables of this process. */
@@ -51,6 +58,10 @@ export interface DistEnv {
   localWorldSize: number;
   masterAddr: string;
   masterPort: number;
+  /** torchrun's agent hosts the store (TORCHELASTIC_USE_AGENT_STORE=True) */
+  agentStore: boolean;
+  /** TORCHELASTIC_RESTART_COUNT: how many times torchrun has restarted the workers (undefined: not torchrun) */
+  restartCount: number | undefined;
 }
 
 /** Reads the launcher's environment; undefined when this process was not launched as a worker. */
@@ -69,6 +80,9 @@ export function distEnv(env: NodeJS.ProcessEnv = process.env): DistEnv | undefin
   const worldSize = int('WORLD_SIZE');
   const rank = int('RANK');
   if (rank >= worldSize) throw new Error(`distributed environment: RANK=${rank} is not below WORLD_SIZE=${worldSize}`);
+  const agentStore = env.TORCHELASTIC_USE_AGENT_STORE === 'True';  // the spelling torchrun writes, and that env:// tests
+  const restartCount = env.TORCHELASTIC_RESTART_COUNT === undefined ? undefined : int('TORCHELASTIC_RESTART_COUNT');
+  if (agentStore && restartCount === undefined) throw new Error('distributed environment: TORCHELASTIC_USE_AGENT_STORE=True needs TORCHELASTIC_RESTART_COUNT');
   return {
     rank,
     worldSize,
@@ -76,6 +90,8 @@ export function distEnv(env: NodeJS.ProcessEnv = process.env): DistEnv | undefin
     localWorldSize: int('LOCAL_WORLD_SIZE', worldSize),
     masterAddr: env.MASTER_ADDR ?? '127.0.0.1',
     masterPort: int('MASTER_PORT', 29500),
+    agentStore,
+    restartCount,
   };
 }
 
@@ -108,6 +124,8 @@ export class ProcessGroup {
       heartbeatMs: o.heartbeatMs ?? 1000,
       backend,
       hostGroup: o.hostGroup ?? backend === 'nccl',
+      agentStore: o.agentStore ?? false,
+      storePrefix: o.storePrefix ?? '',
       ...(o.ifname ? { ifname: o.ifname } : {}),
     });
     return new ProcessGroup(o.rank, o.worldSize, backend, id);
@@ -226,6 +244,7 @@ export function initProcessGroup(overrides: Partial<ProcessGroupOptions> = {}): 
     worldSize: env?.worldSize ?? 1,
     masterAddr: env?.masterAddr ?? '127.0.0.1',
     masterPort: env?.masterPort ?? 29500,
+    ...(env?.agentStore ? { agentStore: true, storePrefix: `/worker/attempt_${env.restartCount}` } : {}),
     ...(timeout ? { timeoutMs: Number(timeout) } : {}),
     ...(process.env.GLOO_SOCKET_IFNAME ? { ifname: process.env.GLOO_SOCKET_IFNAME } : {}),
     ...overrides,

@@ -12,6 +12,8 @@ export interface TensorProto {
   name: string;
   dims: number[];
   data: Float32Array | BigInt64Array;
+  /** where the data lies in the side file instead (data_location EXTERNAL) */
+  external?: { location: string; offset: number; length: number };
 }
 
 export type Attribute = { name: string } & ({ i: number } | { f: number } | { s: string } | { ints: number[] } | { floats: number[] });
@@ -46,13 +48,22 @@ export interface ModelProto {
   };
 }
 
+/** A tensor's data as little-endian bytes (a view, not a copy). */
+export const tensorBytes = (t: TensorProto): Uint8Array => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+
 function tensorProto(t: TensorProto): ProtoWriter {
   const w = new ProtoWriter();
   for (const d of t.dims) w.int(1, d);
   w.int(2, t.data instanceof Float32Array ? DataType.float : DataType.int64);
   w.string(8, t.name);
+  if (t.external) {
+    // external_data: StringStringEntryProto {key, value}; data_location EXTERNAL (1)
+    for (const [key, value] of Object.entries(t.external)) w.message(13, new ProtoWriter().string(1, key).string(2, String(value)));
+    w.int(14, 1);
+    return w;
+  }
   // raw_data is little-endian, as typed arrays are on every platform Node supports
-  w.bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  w.bytes(9, tensorBytes(t));
   return w;
 }
 

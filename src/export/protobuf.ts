@@ -56,6 +56,11 @@ export class ProtoWriter {
     return this;
   }
 
+  /** The serialised message, chunk by chunk (no copy into one buffer). */
+  writeTo(sink: (chunk: Uint8Array) => void): void {
+    for (const chunk of this.chunks) sink(chunk);
+  }
+
   /** The serialised message in one buffer. */
   finish(): Uint8Array {
     const out = new Uint8Array(this.length);

@@ -80,7 +80,7 @@ export type CudaInfo =
 export interface NativeDist {
   init(options: {
     rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; heartbeatMs: number;
-    backend: string; hostGroup: boolean; ifname?: string;
+    backend: string; hostGroup: boolean; ifname?: string; agentStore?: boolean; storePrefix?: string;
   }): number;
   destroy(group: number): void;
   /** throws why `backend` cannot run here (unknown name, no CUDA build, no CUDA device) */
@@ -166,6 +166,7 @@ export interface DecodeJobSpec {
   resize?: boolean;
   dtype?: 'float32' | 'uint8';
   pinMemory?: boolean;
+  maxImageBytes?: number;
   flip?: number;
   dali?: boolean;
   resizeProb?: number;

@@ -113,6 +113,9 @@ function listSets(output: string): number[] {
     .sort((a, b) => b - a);
 }
 
+/** Whether any set (complete or not) was started in `output`. */
+export const hasCheckpointSets = (output: string): boolean => listSets(output).length > 0;
+
 function readManifest(dir: string): Manifest {
   const file = path.join(dir, MANIFEST);
   if (!fs.existsSync(file)) throw new Error('no manifest (its writing was interrupted)');

@@ -55,6 +55,10 @@ export interface TrainConfig {
   channelsLast: boolean;
   /** also write every rank's full state every this many steps (0: only at epoch ends, with saveAllStates) */
   checkpointSteps: number;
+  /** a bad record is skipped (logged with its file and record) instead of ending the run */
+  skipCorrupt: boolean;
+  /** with skipCorrupt: the most records each rank may skip over the run; one more stops it */
+  maxSkipped: number;
   /** where the run trains: 'cpu', or 'cuda' (cuda:LOCAL_RANK, as torchrun's workers) or 'cuda:N' */
   device: string;
   /** fp16: a grad scale below this for `gradScaleFloorSteps` consecutive steps stops the run (docs/training.md) */
@@ -91,6 +95,8 @@ export const baseConfig: Omit<TrainConfig, 'rec' | 'numClasses' | 'numImage' | '
   numWorkers: 2,
   channelsLast: false,
   checkpointSteps: 0,
+  skipCorrupt: false,
+  maxSkipped: 1000,
   device: 'cpu',
   // not in arcface_torch (its runs go on with a scale collapsing to 0): the scale starts at 2^16 and
   // halves per overflow, so below 1 the unscaled gradients overflow float16; skipped steps leave the
@@ -144,6 +150,8 @@ const schema: Record<keyof TrainConfig, Check> = {
   valTargets: (v) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'an array of names'),
   channelsLast: isBool,
   checkpointSteps: nonNegativeInt,
+  skipCorrupt: isBool,
+  maxSkipped: nonNegativeInt,
   device: (v) => (typeof v === 'string' && /^(cpu|cuda(:\d+)?)$/.test(v) ? undefined : "'cpu', 'cuda' or 'cuda:N'"),
   gradScaleFloor: (v) => (typeof v === 'number' && v >= 0 ? undefined : 'a non-negative number'),
   gradScaleFloorSteps: positiveInt,

@@ -11,12 +11,12 @@
 import fs from 'node:fs';
 import * as torch from '../torch/index.js';
 import { DataLoader, normaliseImages } from '../data/index.js';
-import { DistributedDataParallel, initProcessGroup, type ProcessGroup } from '../distributed/index.js';
+import { DistributedDataParallel, distEnv, initProcessGroup, type ProcessGroup } from '../distributed/index.js';
 import { CombinedMarginLoss, PartialFC, shardGroupOf } from '../heads/index.js';
 import { backwardCheckpoints, getModel } from '../models/index.js';
 import { AdamW, GradScaler, PolynomialLRWarmup, SGD, clipGradNorm, type Optimizer } from '../optim/index.js';
 import { saveModel, type TrainingParts } from './checkpoint.js';
-import { loadCheckpointSet, saveCheckpointSet } from './checkpoint-set.js';
+import { hasCheckpointSets, loadCheckpointSet, saveCheckpointSet } from './checkpoint-set.js';
 import { ConfigError, configKeys, type TrainConfig } from './config.js';
 import { openTrainingData } from './training-data.js';
 import { TrainingLog, type EvaluationPoint } from './training-log.js';
@@ -81,6 +81,20 @@ function anyRank(group: ProcessGroup, flags: boolean[]): boolean[] {
     group.allReduce(t, 'max');
     return Array.from(t.data() as Float32Array, (f) => f > 0);
   });
+}
+
+/**
+ * Whether `resume: true` finds something to resume. Under torchrun (TORCHELASTIC_RESTART_COUNT set)
+ * one command line starts the run and each of its restarts, so there it means "resume if a
+ * checkpoint set has been started": none is a fresh start. Elsewhere a missing set is
+ * loadCheckpointSet's error.
+ */
+function checkpointToResume(output: string, group: ProcessGroup, log: TrainingLog): boolean {
+  const restarts = distEnv()?.restartCount;
+  if (restarts === undefined) return true;
+  const [some] = anyRank(group, [hasCheckpointSets(output)]);
+  if (!some) log.info(`resume: no checkpoint in ${output} yet; torchrun attempt ${restarts} starts from step 0`);
+  return some;
 }
 
 export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
@@ -165,6 +179,8 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
       // for a GPU: uint8 pixels in page-locked memory, copied without waiting and normalised there
       ...(onCpu ? {} : { dtype: 'uint8' as const, pinMemory: true }),
       numClasses: config.numClasses,
+      skipCorrupt: config.skipCorrupt,
+      maxSkipped: config.maxSkipped,
       onWarning: (message) => log.info(message),
     });
     disposers.push(() => loader.close());
@@ -174,7 +190,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     let startEpoch = 0;
     const runShape = { numClasses: config.numClasses, globalBatch: config.batchSize * worldSize };
     let savedStep = -1;  // a step is saved once (checkpointSteps and the epoch's end can coincide)
-    if (config.resume) {
+    if (config.resume && checkpointToResume(output, group, log)) {
       const resumed = loadCheckpointSet(output, group, parts, { ...runShape, worldSize });
       globalStep = savedStep = resumed.position.globalStep;
       startEpoch = loader.state().epoch;

@@ -52,12 +52,22 @@ Napi::Value ToJs(Napi::Env env, const std::vector<uint8_t>& bytes) {
   return Napi::Buffer<uint8_t>::Copy(env, bytes.data(), bytes.size());
 }
 
-std::vector<uint8_t> ReadFile(const std::string& path) {
+// The whole file, refused above max_bytes before anything is allocated for it.
+std::vector<uint8_t> ReadFile(const std::string& path, uint64_t max_bytes) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error(std::string("cannot open: ") + strerror(errno));
   struct stat st;
-  std::vector<uint8_t> bytes;
-  if (fstat(fd, &st) == 0) bytes.resize(static_cast<size_t>(st.st_size));
+  if (fstat(fd, &st) != 0) {
+    const int err = errno;
+    close(fd);
+    throw std::runtime_error(std::string("cannot stat: ") + strerror(err));
+  }
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    close(fd);
+    throw std::runtime_error("image file of " + std::to_string(st.st_size) + " bytes is over the cap of " + std::to_string(max_bytes) +
+                             " bytes (maxImageBytes)");
+  }
+  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
   size_t got = 0;
   while (got < bytes.size()) {
     const ssize_t n = read(fd, bytes.data() + got, bytes.size() - got);
@@ -76,6 +86,7 @@ struct DecodeJob {
   int fd = -1;                        // kRecord: the .rec file (owned by the decoder)
   std::vector<uint64_t> offsets;      // kRecord
   std::vector<std::string> paths;     // kFile
+  uint64_t max_file_bytes = uint64_t(64) << 20;  // kFile: larger files are per-sample errors
   std::vector<const uint8_t*> data;   // kEncoded, kRgb: JS memory kept alive by `refs`
   std::vector<size_t> sizes;
   std::vector<Napi::ObjectReference> refs;
@@ -114,7 +125,7 @@ struct DecodeJob {
         ptr = bytes.data() + u.image_offset;
         n = bytes.size() - u.image_offset;
       } else if (kind == kFile) {
-        bytes = ReadFile(paths[i]);
+        bytes = ReadFile(paths[i], max_file_bytes);
         ptr = bytes.data();
         n = bytes.size();
       } else {
@@ -244,6 +255,9 @@ class ImageDecoder : public Napi::ObjectWrap<ImageDecoder> {
     ReadSources(env, o, *job, n);
     job->seed = static_cast<uint64_t>(NumberOr(o, "seed", 0));
     job->epoch = static_cast<uint64_t>(NumberOr(o, "epoch", 0));
+    const double max_file = NumberOr(o, "maxImageBytes", double(job->max_file_bytes));
+    if (!(max_file >= 1)) throw Napi::RangeError::New(env, "decode: maxImageBytes must be at least 1");
+    job->max_file_bytes = static_cast<uint64_t>(max_file);
     job->width = static_cast<int>(NumberOr(o, "width", 112));
     job->height = static_cast<int>(NumberOr(o, "height", 112));
     if (job->width < 1 || job->height < 1 || job->width > 4096 || job->height > 4096) {

@@ -1,9 +1,11 @@
 // RecordIO record reading (see recordio_read.h).
 #include "data/recordio_read.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -47,6 +49,10 @@ uint32_t U32(const uint8_t* p) {
 }  // namespace
 
 std::vector<uint8_t> ReadRecord(int fd, uint64_t offset) {
+  // the declared lengths are checked against the file before anything is allocated for them
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw std::runtime_error(std::string("cannot stat the record file: ") + strerror(errno));
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   std::vector<uint8_t> record;
   uint64_t pos = offset;
   for (int part = 0;; ++part) {
@@ -65,6 +71,10 @@ std::vector<uint8_t> ReadRecord(int fd, uint64_t offset) {
     }
     const size_t padded = (size_t(length) + 3) & ~size_t(3);
     if (record.size() + padded + 4 > kMaxRecord) throw std::runtime_error("record at offset " + std::to_string(offset) + " is too large");
+    if (pos + 8 + padded > file_size) {
+      throw std::runtime_error("truncated record: the part at offset " + std::to_string(pos) + " declares " + std::to_string(length) +
+                               " bytes but the file has " + std::to_string(file_size - std::min(file_size, pos + 8)) + " after its header");
+    }
     const size_t at = record.size();
     record.resize(at + padded);
     if (!ReadAt(fd, record.data() + at, padded, pos + 8)) {

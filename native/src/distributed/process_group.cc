@@ -41,6 +41,11 @@ struct Group {
   int world_size = 1;
   std::string master_addr;
   uint16_t master_port = 0;
+  // torchrun's agent store: its agent hosts the TCPStore on master_port, every rank is a client, and
+  // each attempt's keys live under /worker/attempt_<restart count> (a restarted attempt must not
+  // see the dead one's keys)
+  bool agent_store = false;
+  std::string store_prefix;
   milliseconds timeout{300000};
   milliseconds heartbeat_interval{1000};
   c10::intrusive_ptr<c10d::Store> tcp;  // the rendezvous store (our keys live here, unprefixed; the backends' under a prefix)
@@ -82,6 +87,20 @@ struct Group {
     return host;
   }
 
+  // A connection to the rendezvous store, seen through store_prefix when there is one. Rank 0 hosts
+  // the store unless the launcher's agent does.
+  c10::intrusive_ptr<c10d::Store> Connect(milliseconds wait, bool first) const {
+    c10d::TCPStoreOptions opts;
+    opts.port = master_port;
+    opts.isServer = first && rank == 0 && !agent_store;
+    opts.numWorkers = world_size;
+    opts.waitWorkers = first;
+    opts.timeout = wait;
+    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(master_addr, opts);
+    if (!store_prefix.empty()) store = c10::make_intrusive<c10d::PrefixStore>(store_prefix, store);
+    return store;
+  }
+
   std::string HeartbeatKey(int r) const { return "arcface/heartbeat/" + std::to_string(r); }
   std::string ProcessKey(int r) const { return "arcface/process/" + std::to_string(r); }
   std::string ProgressKey(int r) const { return "arcface/progress/" + std::to_string(r); }
@@ -101,12 +120,7 @@ struct Group {
 
   // Each rank stamps its key in the store every interval, on its own store connection.
   void StartHeartbeat() {
-    c10d::TCPStoreOptions opts;
-    opts.port = master_port;
-    opts.isServer = false;
-    opts.waitWorkers = false;
-    opts.timeout = timeout;
-    auto client = c10::make_intrusive<c10d::TCPStore>(master_addr, opts);
+    auto client = Connect(timeout, false);
     const std::string me = HostName() + " " + std::to_string(getpid());
     client->set(ProcessKey(rank), std::vector<uint8_t>(me.begin(), me.end()));
     client->set(ProgressKey(rank), std::vector<uint8_t>{'0'});
@@ -138,12 +152,8 @@ struct Group {
   // failure do not name it as the cause; ranks marked that way are left out here too.
   std::string DescribePeers() {
     try {
-      c10d::TCPStoreOptions opts;
-      opts.port = master_port;
-      opts.isServer = false;
-      opts.waitWorkers = false;
-      opts.timeout = milliseconds(std::min<int64_t>(timeout.count(), 5000));
-      c10d::TCPStore probe(master_addr, opts);
+      auto store = Connect(milliseconds(std::min<int64_t>(timeout.count(), 5000)), false);
+      c10d::Store& probe = *store;
       probe.set(FailedKey(rank), std::vector<uint8_t>{'1'});
       auto read = [&probe](const std::string& key) {
         auto bytes = probe.get(key);
@@ -184,7 +194,9 @@ struct Group {
         std::this_thread::sleep_for(milliseconds(200));
       }
     } catch (const std::exception&) {
-      return "rank 0 (the rendezvous store at " + master_addr + ":" + std::to_string(master_port) + ") is unreachable";
+      const std::string where = master_addr + ":" + std::to_string(master_port);
+      return agent_store ? "the launcher's agent (the rendezvous store at " + where + ") is unreachable"
+                         : "rank 0 (the rendezvous store at " + where + ") is unreachable";
     }
   }
 };
@@ -339,7 +351,8 @@ DistBackend MakeNccl(const Group& g) {
 }
 #endif
 
-// init({rank, worldSize, masterAddr, masterPort, timeoutMs, heartbeatMs, backend, hostGroup, ifname?}) → group id.
+// init({rank, worldSize, masterAddr, masterPort, timeoutMs, heartbeatMs, backend, hostGroup, ifname?, agentStore?, storePrefix?})
+// → group id.
 // backend 'gloo': one Gloo group for every tensor, or with hostGroup a side one (prefix host_pg) for CPU
 // tensors; 'nccl': NCCL for CUDA tensors, and with hostGroup the side Gloo group for CPU ones.
 Napi::Value Init(const Napi::CallbackInfo& info) {
@@ -354,17 +367,13 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   g->heartbeat_interval = milliseconds(o.Get("heartbeatMs").As<Napi::Number>().Int64Value());
   const std::string backend = o.Get("backend").As<Napi::String>().Utf8Value();
   const bool host_group = o.Get("hostGroup").ToBoolean().Value();
+  g->agent_store = o.Get("agentStore").ToBoolean().Value();
+  g->store_prefix = o.Get("storePrefix").IsString() ? o.Get("storePrefix").As<Napi::String>().Utf8Value() : "";
   const std::string ifname = o.Has("ifname") && o.Get("ifname").IsString() ? o.Get("ifname").As<Napi::String>().Utf8Value() : "";
   const std::string why = BackendUnavailable(env, backend);
   if (!why.empty()) throw Napi::Error::New(env, why);
   try {
-    c10d::TCPStoreOptions opts;
-    opts.port = g->master_port;
-    opts.isServer = g->rank == 0;
-    opts.numWorkers = g->world_size;
-    opts.waitWorkers = true;
-    opts.timeout = g->timeout;
-    g->tcp = c10::make_intrusive<c10d::TCPStore>(g->master_addr, opts);
+    g->tcp = g->Connect(g->timeout, true);
 #ifdef ARCFACE_CUDA
     g->device = backend == "nccl" ? MakeNccl(*g) : MakeGloo(*g, "default_pg", ifname);
 #else

@@ -475,7 +475,8 @@ function torchReduce(value: object, writeAsOrderedDict: boolean): PyReduce | PyG
   return undefined;
 }
 
-function writeFileAtomic(target: string, write: (sink: (chunk: Uint8Array) => void) => void): void {
+/** Writes `target` through a temporary file, fsynced and renamed over it: a crash leaves the old file or the new one. */
+export function writeFileAtomic(target: string, write: (sink: (chunk: Uint8Array) => void) => void): void {
   const temp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   const fd = fs.openSync(temp, 'wx');
   let open = true;
