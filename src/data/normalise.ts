@@ -10,19 +10,19 @@ import * as torch from '../torch/index.js';
 // 2·24 + 2 bits, so rounding twice cannot differ from rounding once.
 const TABLE = Float32Array.from({ length: 256 }, (_, v) => Math.fround(Math.fround(Math.fround(v / 255) - 0.5) / 0.5));
 
-// One 1 KiB copy of the table per device, made on first use and kept for the process's life (a GPU
-// would otherwise receive it again with every batch).
-const tables = new Map<string, torch.Tensor>();
+// On a GPU the table is sent once per device and kept for the process's life (otherwise every batch
+// would copy it host → device again); on the CPU making it is a 1 KiB copy, and it is freed with the batch.
+const deviceTables = new Map<string, torch.Tensor>();
 
 function tableOn(device: string): torch.Tensor {
-  let table = tables.get(device);
-  if (!table) tables.set(device, (table = torch.keep(torch.tensor(TABLE, { device }))));
+  if (device === 'cpu') return torch.tensor(TABLE);
+  let table = deviceTables.get(device);
+  if (!table) deviceTables.set(device, (table = torch.keep(torch.tensor(TABLE, { device }))));
   return table;
 }
 
 /** Float input is returned as float32 (a copy); uint8 goes through the table, on the images' device. */
 export function normaliseImages(images: torch.Tensor): torch.Tensor {
   if (images.dtype !== 'uint8') return images.float();
-  const table = tableOn(images.device);
-  return torch.tidy(() => torch.indexSelect(table, 0, images.reshape([-1]).long()).view(images.shape));
+  return torch.tidy(() => torch.indexSelect(tableOn(images.device), 0, images.reshape([-1]).long()).view(images.shape));
 }
