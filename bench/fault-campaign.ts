@@ -7,7 +7,7 @@
  * 4 steps of a global batch of 16, a checkpoint set after every step) and
  * kills it with SIGKILL once or twice at random moments: the whole process group at a random time, or
  * one worker, or everything the moment a checkpoint file or manifest is being written (a .tmp-
- * file appears under checkpoints/). After each kill the job is started again with resume=true (or
+ * file appears under checkpoints/); three kills in four come after the run's first complete set. After each kill the job is started again with resume=true (or
  * afresh when no set was complete yet). Checked: every resume exits 0 from a complete set, the
  * final model.pt equals an uninterrupted run's byte for byte, and metrics.jsonl has each step once.
  * One JSON line per run, then a summary line.
@@ -59,26 +59,42 @@ const start = (file: string, resume: boolean): ChildProcess =>
 const exited = (child: ChildProcess) => new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const hasCompleteSet = (output: string) => {
+const completeSets = (output: string) => {
   const sets = path.join(output, 'checkpoints');
-  return fs.existsSync(sets) && fs.readdirSync(sets).some((s) => fs.existsSync(path.join(sets, s, 'manifest.json')));
-};
-const writingCheckpoint = (output: string) => {
-  const sets = path.join(output, 'checkpoints');
-  if (!fs.existsSync(sets)) return false;
   try {
-    return fs.readdirSync(sets).some((s) => fs.readdirSync(path.join(sets, s)).some((f) => f.includes('.tmp-')));
+    return fs.readdirSync(sets).filter((s) => fs.existsSync(path.join(sets, s, 'manifest.json')));
   } catch {
-    return false;  // a set pruned while listed
+    return [];  // none yet, or a set pruned while listed
+  }
+};
+const hasCompleteSet = (output: string) => completeSets(output).length > 0;
+/** A temporary file of a checkpoint or manifest is being written, in a set not among `except`. */
+const writingCheckpoint = (output: string, except: Set<string>) => {
+  const sets = path.join(output, 'checkpoints');
+  try {
+    return fs.readdirSync(sets).some((s) => !except.has(s) && fs.readdirSync(path.join(sets, s)).some((f) => f.includes('.tmp-')));
+  } catch {
+    return false;
   }
 };
 
-/** Kills the job in one of three ways once; resolves with how, or undefined when it ended first. */
+/**
+ * Kills the job once, in one of three ways; resolves with how, or undefined when it ended first.
+ * Three kills in four wait for the run's first complete set (a resume then has something to take),
+ * the others may come before it (a fresh start); the time is random over the typical length of
+ * that part of the run.
+ */
 async function killSometime(child: ChildProcess, output: string, typicalMs: number, done: () => boolean): Promise<string | undefined> {
   const mode = random() < 1 / 3 ? 'in a checkpoint write' : random() < 0.5 ? 'at a random time' : 'one worker at a random time';
-  const deadline = Date.now() + (mode === 'in a checkpoint write' ? typicalMs * 1.5 : 500 + random() * typicalMs);
+  const afterSet = random() < 0.75;
+  while (afterSet && !done() && !hasCompleteSet(output)) await sleep(5);
+  const firstSets = new Set(afterSet ? completeSets(output) : []);
+  // after the first set only the training steps are left (start-up and model building are most of a short run)
+  const span = afterSet ? typicalMs * 0.25 : typicalMs;
+  const deadline = Date.now() + (mode === 'in a checkpoint write' ? span * 1.5 : 200 + random() * span);
+  const label = `${mode}${afterSet ? ' (after a set)' : ''}`;
   while (!done()) {
-    const due = mode === 'in a checkpoint write' ? writingCheckpoint(output) || Date.now() > deadline : Date.now() > deadline;
+    const due = mode === 'in a checkpoint write' ? writingCheckpoint(output, firstSets) || Date.now() > deadline : Date.now() > deadline;
     if (due) {
       if (mode === 'one worker at a random time') {
         const workers = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean).map(Number);
@@ -92,7 +108,7 @@ async function killSometime(child: ChildProcess, output: string, typicalMs: numb
       } catch {
         // already gone
       }
-      return mode;
+      return label;
     }
     await sleep(mode === 'in a checkpoint write' ? 2 : 20);
   }
@@ -151,7 +167,7 @@ for (let run = 0; run < runs; run++) {
   out(record);
   total.runs++;
   total.kills += record.kills.length;
-  total.killsInCheckpointWrite += record.kills.filter((k) => k === 'in a checkpoint write').length;
+  total.killsInCheckpointWrite += record.kills.filter((k) => k.startsWith('in a checkpoint write')).length;
   total.resumes += record.resumes;
   total.failedResumes += record.failedResumes.length;
   total.freshRestarts += record.freshRestarts;
