@@ -20,6 +20,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as torch from '../torch/index.js';
+import { writeFileAtomic } from '../torch/serialization/torch-file.js';
 import type { ProcessGroup } from '../distributed/index.js';
 import { checkpointFile, loadTrainingState, saveTrainingState, type Position, type TrainingParts } from './checkpoint.js';
 import { reshard } from './reshard.js';
@@ -67,25 +68,6 @@ export function digest(file: string): { bytes: number; sha256: string } {
     fs.closeSync(fd);
   }
   return { bytes, sha256: hash.digest('hex') };
-}
-
-/** Written to a temporary name, fsynced, renamed, and the rename made durable. */
-function writeDurably(file: string, text: string): void {
-  const temp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(temp, 'w');
-  try {
-    fs.writeSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(temp, file);
-  const dir = fs.openSync(path.dirname(file), 'r');
-  try {
-    fs.fsyncSync(dir);
-  } finally {
-    fs.closeSync(dir);
-  }
 }
 
 /** Every rank's (bytes, sha256), in rank order: 8 bytes of size and 32 of hash per rank, all-gathered. */
@@ -163,7 +145,8 @@ export function saveCheckpointSet(
 
 /** The manifest that completes the set in `dir` (after all its files are durable). */
 export function writeManifest(dir: string, fields: Omit<Manifest, 'format'>): void {
-  writeDurably(path.join(dir, MANIFEST), `${JSON.stringify({ format: FORMAT, ...fields }, null, 1)}\n`);
+  const text = `${JSON.stringify({ format: FORMAT, ...fields }, null, 1)}\n`;
+  writeFileAtomic(path.join(dir, MANIFEST), (sink) => sink(Buffer.from(text)));
 }
 
 /** Keeps the set of `step` and the newest complete one before it; the others (older, or stale ones past `step`) go. */
