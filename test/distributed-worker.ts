@@ -2,7 +2,7 @@
  * Worker process for test/distributed.test.ts: started with the torchrun environment, runs one scenario
  * and prints one JSON line with what it saw.
  *   node dist/test/distributed-worker.js collectives | train <steps> [compression] | pfc <steps> [sampleRate] | die-after <n> <rank> | stall <rank>
- *     | grads <compression> <microSteps> | die-in-backward <rank>
+ *     | grads <compression> <microSteps> | die-in-backward <rank> | sync-bn <n0,n1,…> <steps> [unsynced]
  * PG_OPTIONS: JSON of ProcessGroupOptions for initProcessGroup (backend, hostGroup); a group that cannot
  * start prints {initError} and exits 4. collectives reads PG_DEVICE (default cpu): where its tensors live.
  * pfc reads PFC_CLASSES (default 12), PFC_IMPLEMENTATION ('fused' or 'ops') and PFC_EXPORT (a path to exportWeight to).
@@ -10,7 +10,7 @@
 import * as torch from '../src/torch/index.js';
 import * as nn from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
-import { initProcessGroup, DistributedDataParallel, type ProcessGroup } from '../src/distributed/index.js';
+import { initProcessGroup, convertSyncBatchNorm, DistributedDataParallel, type ProcessGroup } from '../src/distributed/index.js';
 import { PartialFC, arcface, type PartialFCImplementation } from '../src/heads/index.js';
 import { shardGroupOf } from '../src/heads/process-group-shards.js';
 
@@ -230,12 +230,52 @@ function trainPartialFc(steps: number, sampleRate: number) {
   out({ losses, params, centres, samples, classStart: pfc.classStart, numLocal: pfc.numLocal });
 }
 
+/**
+ * SyncBatchNorm under overlapped DDP: one global batch of Σ split samples, rank r taking split[r]
+ * of them (unequal splits), a model with BatchNorm2d and BatchNorm1d trained `steps` SGD steps on
+ * the global mean of a squared error (each rank's loss weighted by worldSize / N, so that DDP's
+ * average is the global mean's gradient). Reports the first step's output and input gradient of
+ * this rank's rows, and after training the parameters and the BN running statistics.
+ */
+function syncBn(split: number[], steps: number, sync: boolean) {
+  torch.manualSeed(5);
+  const model = new nn.Sequential(
+    new nn.Conv2d(3, 4, 3, { padding: 1 }), new nn.BatchNorm2d(4), new nn.PReLU(4),
+    new nn.Flatten(), new nn.Linear(4 * 5 * 5, 6), new nn.BatchNorm1d(6),
+  );
+  const synced = sync ? convertSyncBatchNorm(model, pg) : 0;
+  const ddp = new DistributedDataParallel(model, pg, { bucketCapMb: 0.001 });
+  const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
+  const total = split.reduce((a, b) => a + b, 0);
+  const start = split.slice(0, rank).reduce((a, b) => a + b, 0);
+  torch.manualSeed(77);
+  const x = torch.keep(torch.randn([total, 3, 5, 5]).narrow(0, start, split[rank]).clone().requiresGrad_(true));
+  const target = torch.keep(torch.randn([total, 6]).narrow(0, start, split[rank]).clone());
+  let first: { output: number[]; inputGrad: number[] } | undefined;
+  for (let step = 0; step < steps; step++) {
+    torch.tidy(() => {
+      const y = ddp.forward(x);
+      const loss = y.sub(target).square().sum().mul(worldSize / total);
+      optimizer.zeroGrad();
+      x.grad = undefined;
+      loss.backward();
+      ddp.syncGradients();
+      if (!first) first = { output: Array.from(y.detach().data() as Float32Array), inputGrad: Array.from(x.grad!.data() as Float32Array) };
+      optimizer.step();
+    });
+  }
+  const params = torch.tidy(() => model.parameters().map((p) => Array.from(p.data() as Float32Array)));
+  const running = torch.tidy(() => model.buffers().filter((b) => b.dtype === 'float32').map((b) => Array.from(b.data() as Float32Array)));
+  out({ synced, ...first, params, running });
+}
+
 async function main() {
   if (scenario === 'collectives') await collectives();
   else if (scenario === 'train') train(Number(args[0]), (args[1] ?? 'none') as 'none' | 'float16');
   else if (scenario === 'pfc') trainPartialFc(Number(args[0]), Number(args[1] ?? 1));
   else if (scenario === 'grads') grads(args[0] as 'none' | 'float16' | 'bfloat16', Number(args[1]));
   else if (scenario === 'die-in-backward') dieInBackward(Number(args[0]));
+  else if (scenario === 'sync-bn') syncBn(args[0].split(',').map(Number), Number(args[1]), args[2] !== 'unsynced');
   else if (scenario === 'die-after' || scenario === 'stall') {
     const [n, victim] = args.map(Number);
     const t = torch.ones([1000]);

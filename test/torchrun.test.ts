@@ -156,3 +156,17 @@ test('torchrun --max_restarts 2: a worker killed mid-run is restarted and the ru
   assert.ok(fs.existsSync(path.join(output, 'model.pt')));
   assert.match(log, /Global Step: 4\b/);
 });
+
+test('a worker that fails writes TORCHELASTIC_ERROR_FILE: torchrun names its error as the root cause', { skip, timeout: 120_000 }, async () => {
+  const missing = path.join(dir, 'no-such-pack');
+  const { file } = configFile('failing', { rec: missing });
+  const run = await startTorchrun([], file);
+  const code = await run.exit(100_000);
+  const out = run.out();
+  assert.notEqual(code, 0, out);
+  // the agent's ChildFailedError summary: our message and stack from the file, not "<N/A>"
+  const rootCause = out.slice(out.indexOf('Root Cause'));
+  assert.match(rootCause, /error_file: \/\S+/, out);
+  assert.match(rootCause, new RegExp(`traceback : \\w*Error: .*${missing.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`), out);
+  assert.match(rootCause, /\n\s+at /, 'the stack follows the message');
+});

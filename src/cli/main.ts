@@ -1,6 +1,7 @@
 /** `arcface <command>`: dispatches to the command modules of this folder. */
 import { version } from '../package.js';
 import { help, wantsHelp } from './help.js';
+import { recordErrorForTorchelastic } from '../distributed/error-file.js';
 
 interface Command {
   summary: string;
@@ -53,6 +54,7 @@ export async function run(argv: string[]): Promise<number> {
     return await command.run(rest);
   } catch (error) {
     console.error(`arcface ${name}: ${error instanceof Error ? error.message : String(error)}`);
+    recordErrorForTorchelastic(error);
     // Bad configs and bad arguments exit with 2 (usage errors), everything else with 1.
     return error instanceof Error && (error.name === 'ConfigError' || error.name === 'UsageError') ? 2 : 1;
   }

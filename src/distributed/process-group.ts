@@ -198,6 +198,15 @@ export class ProcessGroup {
   }
 
   /**
+   * The sum of all ranks' `t` (a new tensor), differentiable: the backward all-reduces the
+   * gradients (SyncBatchNorm's statistics). World of one: `t` itself.
+   */
+  allReduceSumWithGrad(t: Tensor): Tensor {
+    if (this.id === undefined) return t;
+    return native.dist.allReduceSumWithGrad(this.group(), t);
+  }
+
+  /**
    * The reduction of all ranks' `t` (first dim divisible by worldSize), of which this rank keeps
    * its slice. Gloo has no reduce-scatter: this is an all-reduce and a narrow, the same bytes
    * twice over; fine for the small tensors that use it.

@@ -2,8 +2,14 @@
  * Batch normalisation (torch.nn.BatchNorm1d / BatchNorm2d), with PyTorch's state: running_mean,
  * running_var and num_batches_tracked (int64) buffers, updated in training exactly as PyTorch
  * does (the running statistics in place by ATen's batch_norm, unbiased variance).
+ *
+ * With `syncStatistics` set (torch.nn.SyncBatchNorm's job, see distributed/sync-batchnorm.ts) the
+ * training statistics are those of the whole global batch: the sums over every process's batch.
  */
-import { batchNorm, ones, tensor, zeros, type Tensor } from '../torch/index.js';
+import { batchNorm, cat, full, noGrad, ones, tensor, zeros, type Tensor } from '../torch/index.js';
+
+/** A differentiable sum over processes (ProcessGroup.allReduceSumWithGrad). */
+export type SumOverProcesses = (t: Tensor) => Tensor;
 import { Module } from './module.js';
 
 export interface BatchNormOptions {
@@ -25,6 +31,8 @@ export abstract class BatchNorm extends Module {
   readonly runningMean: Tensor | undefined;
   readonly runningVar: Tensor | undefined;
   readonly numBatchesTracked: Tensor | undefined;
+  /** set: training statistics over all processes' batches (SyncBatchNorm) */
+  syncStatistics: SumOverProcesses | undefined;
 
   constructor(readonly numFeatures: number, { eps = 1e-5, momentum = 0.1, affine = true, trackRunningStats = true }: BatchNormOptions = {}) {
     super();
@@ -48,12 +56,14 @@ export abstract class BatchNorm extends Module {
     this.checkInputDim(x);
     // Eval without running statistics normalises with the batch's own.
     const useBatchStats = this.training || this.runningMean === undefined;
-    if (useBatchStats) checkBatchSize(x);
+    // synced: one value per channel here is fine when other processes bring more
+    if (useBatchStats && !(this.training && this.syncStatistics)) checkBatchSize(x);
     let factor = this.momentum ?? 0;
     if (this.training && this.numBatchesTracked) {
       this.numBatchesTracked.add_(1);
       if (this.momentum === null) factor = 1 / this.numBatchesTracked.item();
     }
+    if (this.training && this.syncStatistics) return this.syncedForward(x, this.syncStatistics, factor);
     return batchNorm(x, this.runningMean, this.runningVar, {
       weight: this.weight,
       bias: this.bias,
@@ -61,6 +71,36 @@ export abstract class BatchNorm extends Module {
       momentum: factor,
       eps: this.eps,
     });
+  }
+
+  /**
+   * Training forward with the global batch's statistics, in float32 whatever x's dtype: the mean
+   * from the all-reduced sums (and counts: the last batch may be short on some process), then the
+   * biased variance from the all-reduced squared deviations — two passes, as accurate as ATen's own;
+   * gradients flow back through both all-reduces. The running variance is unbiased (n − 1), as ATen's.
+   */
+  private syncedForward(x: Tensor, sumOverProcesses: SumOverProcesses, factor: number): Tensor {
+    const c = x.shape[1];
+    const dims = [0, ...Array.from({ length: x.ndim - 2 }, (_, i) => i + 2)];
+    const shape = [1, c, ...Array<number>(x.ndim - 2).fill(1)];
+    const x32 = x.float();
+    // the count stays a tensor: reading it would stop a CUDA stream at every layer
+    const sums = sumOverProcesses(cat([x32.sum(dims), full([1], x.numel / c, { device: x.device })]));
+    const count = sums.narrow(0, c, 1);
+    const mean = sums.narrow(0, 0, c).div(count);
+    const centred = x32.sub(mean.view(shape));
+    const variance = sumOverProcesses(centred.square().sum(dims)).div(count);
+    let scale = variance.add(this.eps).rsqrt();
+    if (this.weight) scale = scale.mul(this.weight);
+    let y = centred.mul(scale.view(shape));
+    if (this.bias) y = y.add(this.bias.view(shape));
+    if (this.runningMean && this.runningVar) {
+      noGrad(() => {
+        this.runningMean!.mul_(1 - factor).add_(mean.detach().mul(factor));
+        this.runningVar!.mul_(1 - factor).add_(variance.detach().mul(count).div(count.sub(1)).mul(factor));
+      });
+    }
+    return y.dtype === x.dtype ? y : y.to(x.dtype);
   }
 }
 

@@ -6,7 +6,7 @@ export { Module, type IncompatibleKeys, type LoadStateDictOptions } from './modu
 export { parameter, type Parameter } from './parameter.js';
 export { Conv2d, type Conv2dOptions } from './conv.js';
 export { Linear, Identity } from './linear.js';
-export { BatchNorm, BatchNorm1d, BatchNorm2d, type BatchNormOptions } from './batchnorm.js';
+export { BatchNorm, BatchNorm1d, BatchNorm2d, type BatchNormOptions, type SumOverProcesses } from './batchnorm.js';
 export { LayerNorm, type LayerNormOptions } from './normalization.js';
 export { PReLU, ReLU, ReLU6, Sigmoid } from './activation.js';
 export { Dropout } from './dropout.js';

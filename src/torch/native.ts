@@ -95,6 +95,7 @@ export interface NativeDist {
   barrier(group: number, async: boolean): Promise<void> | undefined;
   /** all-gather along dim 0 whose backward hands each rank its slice of the summed gradient × worldSize */
   allGatherWithGrad(group: number, tensor: unknown): any;
+  allReduceSumWithGrad(group: number, tensor: unknown): any;
   /** DDP's reducer (native/src/distributed/reducer.cc): all-reduces gradient buckets from hooks as backward produces them */
   reducerCreate(group: number, buckets: unknown[][], compression: string): number;
   /** before a forward: sync = its backward launches each bucket's all-reduce once its gradients have landed */

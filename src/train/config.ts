@@ -53,6 +53,8 @@ export interface TrainConfig {
   valTargets: string[];
   /** run the backbone on channels-last activations */
   channelsLast: boolean;
+  /** BatchNorm statistics over the global batch (SyncBatchNorm), not each process's own (docs/training.md) */
+  syncBn: boolean;
   /** also write every rank's full state every this many steps (0: only at epoch ends, with saveAllStates) */
   checkpointSteps: number;
   /** a bad record is skipped (logged with its file and record) instead of ending the run */
@@ -94,6 +96,7 @@ export const baseConfig: Omit<TrainConfig, 'rec' | 'numClasses' | 'numImage' | '
   seed: 2048,
   numWorkers: 2,
   channelsLast: false,
+  syncBn: false,
   checkpointSteps: 0,
   skipCorrupt: false,
   maxSkipped: 1000,
@@ -149,6 +152,7 @@ const schema: Record<keyof TrainConfig, Check> = {
   warmupEpoch: isNumber,
   valTargets: (v) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'an array of names'),
   channelsLast: isBool,
+  syncBn: isBool,
   checkpointSteps: nonNegativeInt,
   skipCorrupt: isBool,
   maxSkipped: nonNegativeInt,

@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import * as torch from '../torch/index.js';
 import { DataLoader, normaliseImages } from '../data/index.js';
-import { DistributedDataParallel, distEnv, initProcessGroup, type ProcessGroup } from '../distributed/index.js';
+import { convertSyncBatchNorm, DistributedDataParallel, distEnv, initProcessGroup, type ProcessGroup } from '../distributed/index.js';
 import { CombinedMarginLoss, PartialFC, shardGroupOf } from '../heads/index.js';
 import { backwardCheckpoints, getModel } from '../models/index.js';
 import { AdamW, GradScaler, PolynomialLRWarmup, SGD, clipGradNorm, type Optimizer } from '../optim/index.js';
@@ -143,6 +143,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     });
     disposers.push(() => backbone.dispose());
     backbone.to(device).train();
+    if (config.syncBn) convertSyncBatchNorm(backbone, group);
     // arcface_torch: bucket_cap_mb=16 and fp16_compress_hook on the gradient buckets
     const ddp = new DistributedDataParallel(backbone, group, { bucketCapMb: 16, compression: 'float16' });
     disposers.push(() => ddp.dispose());
