@@ -14,8 +14,11 @@ import { ELEMENT_SIZE, type StorageDtype, type StorageRecord, type TensorRecord 
 
 const _asStrided = aten('as_strided');
 
-/** A Map (written as a collections.OrderedDict, like state_dict()), plain object, array, tensor, number or string. */
-export function save(value: unknown, path: string): void {
+/**
+ * A Map (written as a collections.OrderedDict, like state_dict()), plain object, array, tensor,
+ * number or string. `onChunk` sees the file's bytes as they are written.
+ */
+export function save(value: unknown, path: string, { onChunk }: { onChunk?: (chunk: Uint8Array) => void } = {}): void {
   const storages = new Map<string, StorageRecord>();
   const toRecords = (v: unknown): unknown => {
     if (v instanceof Tensor) return tensorRecord(v, storages);
@@ -27,7 +30,7 @@ export function save(value: unknown, path: string): void {
     return v;
   };
   const records = toRecords(value);
-  writeTorchFile(path, records instanceof Map ? asOrderedDict(records) : records);
+  writeTorchFile(path, records instanceof Map ? asOrderedDict(records) : records, { onChunk });
 }
 
 function tensorRecord(t: Tensor, storages: Map<string, StorageRecord>): TensorRecord {

@@ -4,8 +4,8 @@
  *   <output>/checkpoints/step_<N>/checkpoint_gpu_<rank>.pt   every rank's state (./checkpoint.ts)
  *   <output>/checkpoints/step_<N>/manifest.json              written by rank 0 after all of them
  *
- * Saving: every rank writes its file (temporary name, fsync, rename, fsync of the folder), hashes
- * it (sha256) and all-gathers the digests (this is the barrier); then rank 0 writes the manifest
+ * Saving: every rank writes its file (temporary name, fsync, rename, fsync of the folder), hashing
+ * it (sha256) as it writes, and all-gathers the digests (this is the barrier); then rank 0 writes the manifest
  * the same durable way (step, epoch, world size, each file's size and sha256, the logs' lengths)
  * and only then deletes all but this set and the previous complete one. A set without a manifest,
  * or whose files differ from it, was interrupted or damaged.
@@ -127,8 +127,7 @@ export function saveCheckpointSet(
   fs.mkdirSync(dir, { recursive: true });
   // a set of this step from an earlier life of the run stops counting before its files change
   if (group.rank === 0) fs.rmSync(path.join(dir, MANIFEST), { force: true });
-  const file = saveTrainingState(checkpointFile(dir, group.rank), parts, position);
-  const digests = gatherDigests(group, digest(file));
+  const digests = gatherDigests(group, saveTrainingState(checkpointFile(dir, group.rank), parts, position));
   if (group.rank !== 0) return dir;
   const manifest = {
     step: position.globalStep,

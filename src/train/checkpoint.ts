@@ -7,6 +7,7 @@
  * Every file is written to a temporary name, fsynced and renamed (torch.save), so a crash leaves
  * the previous checkpoint whole; ./checkpoint-set.ts makes the ranks' files one set.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as torch from '../torch/index.js';
@@ -43,7 +44,14 @@ export function saveModel(output: string, backbone: Module): string {
   return file;
 }
 
-export function saveTrainingState(file: string, parts: TrainingParts, position: Position): string {
+/** Writes rank's training state to `file`; returns its size and sha256, hashed as it was written. */
+export function saveTrainingState(file: string, parts: TrainingParts, position: Position): { bytes: number; sha256: string } {
+  const hash = crypto.createHash('sha256');
+  let bytes = 0;
+  const onChunk = (chunk: Uint8Array) => {
+    hash.update(chunk);
+    bytes += chunk.length;
+  };
   torch.tidy(() =>
     torch.save(
       {
@@ -59,9 +67,10 @@ export function saveTrainingState(file: string, parts: TrainingParts, position: 
         ...(parts.device === 'cpu' ? {} : { cuda_rng_state: torch.getRngState(parts.device) }),
       },
       file,
+      { onChunk },
     ),
   );
-  return file;
+  return { bytes, sha256: hash.digest('hex') };
 }
 
 /** Every tensor in a torch.load result (to dispose). */

@@ -30,6 +30,8 @@ export type TorchFileSource = string | { buffer: Uint8Array; name: string };
 export interface WriteTorchFileOptions {
   /** write a top-level Map as collections.OrderedDict, as nn.Module.state_dict() returns */
   orderedDict?: boolean;
+  /** sees every chunk of the file as it is written (e.g. to hash it without reading it back) */
+  onChunk?: (chunk: Uint8Array) => void;
 }
 
 const STORAGE_CLASS: Readonly<Record<StorageDtype, string>> = {
@@ -420,7 +422,7 @@ function childPath(parent: string, key: unknown): string {
 export function writeTorchFile(filePath: string, value: unknown, options: WriteTorchFileOptions = {}): void {
   const records = archiveRecords(value, options, filePath);
   writeFileAtomic(filePath, (sink) => {
-    const zip = new ZipWriter(sink);
+    const zip = new ZipWriter(options.onChunk ? (chunk) => (options.onChunk!(chunk), sink(chunk)) : sink);
     for (const [record, data] of records) zip.add(`${ARCHIVE_NAME}/${record}`, data);
     zip.finish();
   });
