@@ -1,7 +1,9 @@
 /**
  * SyncBatchNorm's cost (JSON lines): one training step (forward, backward, gradient all-reduce) of a
  * backbone under DDP on world 2 (or --world N) ranks on 127.0.0.1, with each process's own BatchNorm
- * statistics and with the global batch's (convertSyncBatchNorm), interleaved.
+ * statistics, with the global batch's (convertSyncBatchNorm), and — to tell the synced forward's
+ * arithmetic from its collectives — the synced forward with a sum over processes that is the
+ * identity (each process's own statistics again, no all-reduce), interleaved.
  *   node dist/bench/sync-bn.js [--network mbf] [--batch 16] [--reps 6] [--world 2]
  * Each rank gets cores / world intra-op threads, as under `arcface launch`, unless OMP_NUM_THREADS is set.
  */
@@ -26,8 +28,9 @@ if (process.env.RANK !== undefined) {
   const variants: Record<string, () => void> = {
     per_process: () => batchNorms.forEach((bn) => (bn.syncStatistics = undefined)),
     sync_bn: () => convertSyncBatchNorm(model, pg),
+    synced_formula_without_collectives: () => batchNorms.forEach((bn) => (bn.syncStatistics = (t) => t)),
   };
-  const times: Record<string, number[]> = { per_process: [], sync_bn: [] };
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((name) => [name, []]));
   for (let r = 0; r < reps + 1; r++) {
     for (const [name, setUp] of Object.entries(variants)) {
       setUp();
@@ -44,7 +47,12 @@ if (process.env.RANK !== undefined) {
     for (const [name, t] of Object.entries(times)) {
       emit({ bench: 'sync_bn_step', case: name, network, batch, worldSize: pg.worldSize, threads: torch.getNumThreads(), batchNormLayers: batchNorms.length, ...summarize(t) });
     }
-    emit({ bench: 'sync_bn_ratio', network, syncOverPerProcess: round(summarize(times.sync_bn).medianMs / summarize(times.per_process).medianMs) });
+    const median = (name: string) => summarize(times[name]).medianMs;
+    emit({
+      bench: 'sync_bn_ratio', network,
+      syncOverPerProcess: round(median('sync_bn') / median('per_process')),
+      formulaOverPerProcess: round(median('synced_formula_without_collectives') / median('per_process')),
+    });
   }
   ddp.dispose();
   x.dispose();
