@@ -17,7 +17,7 @@ import { DistributedSampler, generateIdentities } from '../src/data/index.js';
 import { setDir, setsDir, type Manifest } from '../src/train/index.js';
 import { tensorsIn } from '../src/train/checkpoint.js';
 import { headRows } from '../src/train/reshard.js';
-import { pythonHasTorch, repoRoot } from './helpers.js';
+import { pythonHasTorch, repoRoot, writeRunConfig } from './helpers.js';
 
 const arcface = path.join(repoRoot, 'bin', 'arcface.js');
 let dir: string;
@@ -32,16 +32,11 @@ before(() => {
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** A config file over the tiny pack: 4 steps of 16 images over all processes, a set after every step. */
-function configFile(name: string, settings: Record<string, unknown> = {}): string {
-  const config = {
-    network: 'mbf', embeddingSize: 32, rec: data, numClasses: 16, numImage: 64, numEpoch: 1, batchSize: 8,
-    sampleRate: 1, lr: 0.05, frequent: 1, verbose: 1000, valTargets: [], saveAllStates: true, syncBn: true,
-    checkpointSteps: 1, gradientAcc: 1, numWorkers: 1, output: path.join(dir, name), ...settings,
-  };
-  const file = path.join(dir, `${name}.ts`);
-  fs.writeFileSync(file, `export default ${JSON.stringify(config, null, 2)};\n`);
-  return file;
-}
+const configFile = (name: string, settings: Record<string, unknown> = {}): string =>
+  writeRunConfig(dir, name, {
+    embeddingSize: 32, rec: data, numClasses: 16, numImage: 64, sampleRate: 1, valTargets: [], saveAllStates: true,
+    syncBn: true, checkpointSteps: 1, gradientAcc: 1, ...settings,
+  }).file;
 
 /** `arcface train` on `procs` processes (one thread each), synchronously. */
 function train(file: string, procs: number, ...args: string[]) {

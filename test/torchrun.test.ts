@@ -13,7 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { generateIdentities } from '../src/data/index.js';
-import { pythonHasTorch, repoRoot } from './helpers.js';
+import { pythonHasTorch, repoRoot, writeRunConfig } from './helpers.js';
 
 const skip = pythonHasTorch ? false : 'skipped: python3-torch is missing (torchrun comes with it)';
 if (skip) console.log(`# ${skip}`);
@@ -52,16 +52,8 @@ const freePort = () =>
     server.on('error', reject);
   });
 
-function configFile(name: string, settings: Record<string, unknown>): { file: string; output: string } {
-  const output = path.join(dir, name);
-  const config = {
-    network: 'mbf', embeddingSize: 32, rec: data, numClasses: 8, numImage: 32, numEpoch: 1, batchSize: 8,
-    lr: 0.05, frequent: 1, verbose: 1000, valTargets: [], numWorkers: 1, output, ...settings,
-  };
-  const file = path.join(dir, `${name}.ts`);
-  fs.writeFileSync(file, `export default ${JSON.stringify(config)};\n`);
-  return { file, output };
-}
+const configFile = (name: string, settings: Record<string, unknown>) =>
+  writeRunConfig(dir, name, { embeddingSize: 32, rec: data, numClasses: 8, numImage: 32, valTargets: [], ...settings });
 
 interface Torchrun {
   child: ChildProcess;

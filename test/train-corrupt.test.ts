@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MXFaceDataset, generateIdentities } from '../src/data/index.js';
-import { repoRoot } from './helpers.js';
+import { repoRoot, writeRunConfig } from './helpers.js';
 
 const arcface = path.join(repoRoot, 'bin', 'arcface.js');
 let dir: string;
@@ -30,15 +30,10 @@ before(() => {
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function train(name: string, settings: Record<string, unknown>) {
-  const config = {
-    network: 'mbf', embeddingSize: 32, rec: data, numClasses: 8, numImage: 32, numEpoch: 1, batchSize: 8,
-    lr: 0.05, frequent: 1, verbose: 1000, valTargets: [], numWorkers: 1, output: path.join(dir, name), ...settings,
-  };
-  const file = path.join(dir, `${name}.ts`);
-  fs.writeFileSync(file, `export default ${JSON.stringify(config)};\n`);
+  const { file, output } = writeRunConfig(dir, name, { embeddingSize: 32, rec: data, numClasses: 8, numImage: 32, valTargets: [], ...settings });
   const result = spawnSync(process.execPath, [arcface, 'train', file], { encoding: 'utf8', cwd: repoRoot });
-  const log = fs.existsSync(path.join(config.output, 'training.log')) ? fs.readFileSync(path.join(config.output, 'training.log'), 'utf8') : '';
-  return { ...result, log, output: config.output };
+  const log = fs.existsSync(path.join(output, 'training.log')) ? fs.readFileSync(path.join(output, 'training.log'), 'utf8') : '';
+  return { ...result, log, output };
 }
 
 test('without skipCorrupt a corrupt record ends the run naming the file and record', () => {

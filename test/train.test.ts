@@ -18,7 +18,7 @@ import { getModel } from '../src/models/index.js';
 import { CombinedMarginLoss, PartialFC } from '../src/heads/index.js';
 import { PolynomialLRWarmup, SGD, clipGradNorm } from '../src/optim/index.js';
 import { loadConfig, openTrainingData, schedule, setDir, setsDir, type TrainConfig } from '../src/train/index.js';
-import { repoRoot } from './helpers.js';
+import { repoRoot, writeRunConfig } from './helpers.js';
 
 const arcface = path.join(repoRoot, 'bin', 'arcface.js');
 let dir: string;
@@ -31,17 +31,12 @@ before(() => {
 });
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** A config file (plain default export) over the tiny pack; `settings` override. */
-function configFile(name: string, settings: Record<string, unknown> = {}): string {
-  const config = {
-    network: 'mbf', embeddingSize: 64, rec: data, numClasses: 16, numImage: 64, numEpoch: 1, batchSize: 8,
-    sampleRate: 0.5, lr: 0.05, frequent: 1, verbose: 1000, valTargets: ['heldout'], saveAllStates: true,
-    checkpointSteps: 4, gradientAcc: 2, numWorkers: 1, output: path.join(dir, name), ...settings,
-  };
-  const file = path.join(dir, `${name}.ts`);
-  fs.writeFileSync(file, `export default ${JSON.stringify(config, null, 2)};\n`);
-  return file;
-}
+/** A config file over the tiny pack; `settings` override. */
+const configFile = (name: string, settings: Record<string, unknown> = {}): string =>
+  writeRunConfig(dir, name, {
+    embeddingSize: 64, rec: data, numClasses: 16, numImage: 64, sampleRate: 0.5, valTargets: ['heldout'],
+    saveAllStates: true, checkpointSteps: 4, gradientAcc: 2, ...settings,
+  }).file;
 
 const run = (args: string[]) => spawnSync(process.execPath, [arcface, ...args], { encoding: 'utf8', cwd: repoRoot });
 const start = (args: string[]): ChildProcess => spawn(process.execPath, [arcface, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
