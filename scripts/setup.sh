@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libtorch-dev libopenblas0-pthread libgloo-dev libturbojpeg0-dev libpng-dev g++ make python3)
-[[ " $* " == *" --with-python-torch "* ]] && packages+=(python3-torch python3-sklearn python3-pil)
+[[ " $* " == *" --with-python-torch "* ]] && packages+=(python3-torch python3-sklearn python3-pil python3-venv)
 [[ " $* " == *" --with-variants "* ]] && packages+=(python3-venv python3-pip)
 
 missing=()
@@ -43,6 +43,13 @@ if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json
 fi
 
 export ARCFACE_TORCH_DIR=${ARCFACE_TORCH_DIR:-} ARCFACE_CUDA=${ARCFACE_CUDA:-0}
+# tensorboard 2.21 for test/tensorboard.test.ts (EventAccumulator reads our event files), in its own venv
+if [[ " $* " == *" --with-python-torch "* ]]; then
+  tb_venv=$HOME/.cache/arcface-ts/tensorboard-venv
+  [[ -x $tb_venv/bin/python ]] || /usr/bin/python3 -m venv "$tb_venv"
+  "$tb_venv/bin/python" -c 'import tensorboard' 2>/dev/null || "$tb_venv/bin/pip" install -q 'tensorboard==2.21.*'
+fi
+
 variant=$(sh native/torch-config.sh variant)
 addon=native/build/Release/arcface_native.node
 built_for=native/build/torch-dir

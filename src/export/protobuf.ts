@@ -1,9 +1,10 @@
 /**
- * Protocol-buffer wire format, writing only: the little the ONNX writer needs. A message is a list
+ * Protocol-buffer wire format, writing only: the little the ONNX writer and TensorBoard's event
+ * files (../train/tensorboard.ts) need. A message is a list
  * of byte chunks; a nested message is appended by reference (its length is known once it is
  * complete), so hundreds of megabytes of weights are copied once, when the file is assembled.
  */
-const WIRE_VARINT = 0, WIRE_BYTES = 2, WIRE_FIXED32 = 5;
+const WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_BYTES = 2, WIRE_FIXED32 = 5;
 
 const encoder = new TextEncoder();
 
@@ -33,6 +34,15 @@ export class ProtoWriter {
     this.tag(field, WIRE_FIXED32);
     const b = new Uint8Array(4);
     new DataView(b.buffer).setFloat32(0, value, true);
+    this.push(b);
+    return this;
+  }
+
+  /** double field (fixed64, little-endian). */
+  double(field: number, value: number): this {
+    this.tag(field, WIRE_FIXED64);
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setFloat64(0, value, true);
     this.push(b);
     return this;
   }

@@ -37,6 +37,8 @@ export interface TrainConfig {
   verbose: number;
   /** log every `frequent` steps */
   frequent: number;
+  /** also write the logged scalars as a TensorBoard event file under <output>/tensorboard/ */
+  tensorboard: boolean;
   /** arcface_torch's DALI augmentation set (random resize, blur, HSV, greyscale) on our native loader */
   daliAug: boolean;
   gradientAcc: number;
@@ -91,6 +93,7 @@ export const baseConfig: Omit<TrainConfig, 'rec' | 'numClasses' | 'numImage' | '
   weightDecay: 5e-4,
   verbose: 2000,
   frequent: 10,
+  tensorboard: true,
   daliAug: false,
   gradientAcc: 1,
   seed: 2048,
@@ -141,6 +144,7 @@ const schema: Record<keyof TrainConfig, Check> = {
   weightDecay: (v) => (typeof v === 'number' && v >= 0 ? undefined : 'a non-negative number'),
   verbose: positiveInt,
   frequent: positiveInt,
+  tensorboard: isBool,
   daliAug: isBool,
   gradientAcc: positiveInt,
   seed: nonNegativeInt,

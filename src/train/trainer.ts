@@ -104,7 +104,7 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   const device = torch.resolveDevice(config.device, `config 'device'`);
   const group = options.group ?? initProcessGroup(device === 'cpu' ? {} : { backend: 'nccl' });
   const { rank, worldSize } = group;
-  const log = new TrainingLog(output, rank === 0, options.echo ?? true);
+  const log = new TrainingLog(output, rank === 0, options.echo ?? true, config.tensorboard);
   const disposers: (() => void | Promise<void>)[] = [() => log.close()];
   if (!options.group) disposers.unshift(() => group.destroy());  // ours: gone after everything else
   let stopSignal: string | undefined;

@@ -2,10 +2,13 @@
  * What a run reports, on rank 0 only (other ranks stay quiet, as arcface_torch's): lines in
  * arcface_torch's format ("Training: <time>-<message>") on the console and in
  * <output>/training.log, and one JSON object per log point and per evaluation in
- * <output>/metrics.jsonl, for plotting without parsing text.
+ * <output>/metrics.jsonl, for plotting without parsing text, and the scalars arcface_torch's
+ * callbacks give its SummaryWriter in a TensorBoard event file under <output>/tensorboard/
+ * (./tensorboard.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { EventFileWriter } from './tensorboard.js';
 
 export interface LogPoint {
   step: number;
@@ -41,13 +44,18 @@ function asctime(d = new Date()): string {
 export class TrainingLog {
   private readonly logFile?: number;
   private readonly metricsFile?: number;
+  private readonly events?: EventFileWriter;
 
-  /** Writes nothing unless `active` (rank 0); `echo` prints lines on stdout too. */
-  constructor(output: string, readonly active: boolean, private readonly echo = true) {
+  /**
+   * Writes nothing unless `active` (rank 0); `echo` prints lines on stdout too; `tensorboard`
+   * (config key of that name) writes the event file.
+   */
+  constructor(output: string, readonly active: boolean, private readonly echo = true, tensorboard = true) {
     if (!active) return;
     fs.mkdirSync(output, { recursive: true });
     this.logFile = fs.openSync(path.join(output, 'training.log'), 'a');
     this.metricsFile = fs.openSync(path.join(output, 'metrics.jsonl'), 'a');
+    if (tensorboard) this.events = new EventFileWriter(path.join(output, 'tensorboard'));
   }
 
   info(message: string): void {
@@ -66,6 +74,14 @@ export class TrainingLog {
         `Epoch: ${p.epoch}   Global Step: ${p.step}   ${scale}Required: ${p.hoursLeft.toFixed(0)} hours`,
     );
     this.metric({ type: 'train', ...p });
+    // arcface_torch's CallBackLogging tags, then ours
+    this.events?.scalars(p.step, {
+      time_for_end: p.hoursLeft,
+      learning_rate: p.lr,
+      loss: p.loss,
+      samples_per_sec: p.samplesPerSec,
+      ...(p.gradScale !== undefined ? { grad_scale: p.gradScale } : {}),
+    });
   }
 
   /** CallBackVerification's three lines per set, and the metrics record. */
@@ -75,6 +91,8 @@ export class TrainingLog {
     this.info(`[${e.name}][${e.step}]Accuracy-Flip: ${e.accuracyFlip.toFixed(5)}+-${e.stdFlip.toFixed(5)}`);
     this.info(`[${e.name}][${e.step}]Accuracy-Highest: ${e.highest.toFixed(5)}`);
     this.metric({ type: 'verification', ...e });
+    // CallBackVerification: the set's name, its flip accuracy
+    this.events?.scalars(e.step, { [e.name]: e.accuracyFlip });
   }
 
   metric(record: Record<string, unknown>): void {
@@ -82,10 +100,18 @@ export class TrainingLog {
     fs.writeSync(this.metricsFile!, `${JSON.stringify({ time: Date.now() / 1000, ...record })}\n`);
   }
 
-  /** Byte lengths of training.log and metrics.jsonl (recorded with each checkpoint set). */
+  /** Byte lengths of training.log, metrics.jsonl and the event file (recorded with each checkpoint set). */
   lengths(): Record<string, number> {
     if (!this.active) return {};
-    return { 'training.log': fs.fstatSync(this.logFile!).size, 'metrics.jsonl': fs.fstatSync(this.metricsFile!).size };
+    return {
+      'training.log': fs.fstatSync(this.logFile!).size,
+      'metrics.jsonl': fs.fstatSync(this.metricsFile!).size,
+      ...(this.events ? { [this.eventsKey()]: this.events.size() } : {}),
+    };
+  }
+
+  private eventsKey(): string {
+    return `tensorboard/${this.events!.name}`;
   }
 
   /**
@@ -101,11 +127,14 @@ export class TrainingLog {
       if (fs.fstatSync(fd).size >= length) fs.ftruncateSync(fd, length);
       else kept.push(name);
     }
+    const events = this.events && lengths[this.eventsKey()];
+    if (events !== undefined && !this.events!.truncate(events)) kept.push(this.eventsKey());
     return kept;
   }
 
   close(): void {
     if (this.logFile !== undefined) fs.closeSync(this.logFile);
     if (this.metricsFile !== undefined) fs.closeSync(this.metricsFile);
+    this.events?.close();
   }
 }
