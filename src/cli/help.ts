@@ -77,6 +77,7 @@ const HELP: Record<string, Help> = {
       ['--save-scores <file.npy>', 'ijb: also write the pair scores'],
       ['--scores, --labels', 'roc: one score and one 0/1 label per pair, as text or .npy'],
       ['--json', 'JSON instead of the report'],
+      ['--out <result.json>', 'also write accuracies / TAR@FAR / ROC points as JSON, atomically (the dashboard reads <run>/eval*.json)'],
     ],
   },
   embed: {
