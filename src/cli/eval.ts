@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as torch from '../torch/index.js';
 import { evaluateIjb, IJB_FARS, loadBackbone, loadVerificationSet, OnnxEmbedder, readNpy, rocAuc, rocCurve, tarAtFar, TorchEmbedder, verifyEmbedder, writeNpy, type Embedder } from '../eval/index.js';
+import { rocPoints, tarTable, writeEvalResult } from '../eval/result-file.js';
 import { intOption, listOption, parseOptions, UsageError } from './args.js';
 import { progressBar } from './progress.js';
 import { usage } from './help.js';
@@ -32,7 +33,7 @@ export async function openEmbedder(o: Map<string, string | true>, command: strin
 async function verification(args: string[]): Promise<number> {
   const command = 'arcface eval verification';
   const [bins, rest] = listOption(args, 'bin');
-  const o = parseOptions(rest, { values: MODEL_VALUES, flags: ['json'] }, command);
+  const o = parseOptions(rest, { values: [...MODEL_VALUES, 'out'], flags: ['json'] }, command);
   if (bins.length === 0) throw new UsageError(`${command}: needs at least one --bin <set.bin>`);
   const batchSize = intOption(o, 'batch-size', 64);
   const { embedder, label } = await openEmbedder(o, command);
@@ -59,6 +60,8 @@ async function verification(args: string[]): Promise<number> {
     await embedder.dispose();
   }
   if (o.has('json')) console.log(JSON.stringify({ model: label, sets: results }));
+  const out = o.get('out');
+  if (typeof out === 'string') writeEvalResult(out, { kind: 'verification', model: label, accuracies: Object.fromEntries(results.map((r) => [r.name, r.flip.accMean])) });
   return 0;
 }
 
@@ -76,7 +79,7 @@ function printTar(title: string, rows: { far: number; tar: number }[]): void {
 
 async function ijb(args: string[]): Promise<number> {
   const command = 'arcface eval ijb';
-  const o = parseOptions(args, { values: [...MODEL_VALUES, 'root', 'target', 'save-scores'], flags: ['no-flip', 'no-detector-score', 'json'] }, command);
+  const o = parseOptions(args, { values: [...MODEL_VALUES, 'root', 'target', 'save-scores', 'out'], flags: ['no-flip', 'no-detector-score', 'json'] }, command);
   const root = o.get('root'), target = String(o.get('target') ?? 'IJBC').toUpperCase();
   if (typeof root !== 'string') throw new UsageError(`${command}: needs --root <IJB folder with loose_crop/ and meta/>`);
   if (target !== 'IJBC' && target !== 'IJBB') throw new UsageError(`${command}: --target must be IJBC or IJBB, got '${o.get('target')}'`);
@@ -101,6 +104,8 @@ async function ijb(args: string[]): Promise<number> {
     console.log(`${target}: ${result.images} images, ${result.templates} templates, ${result.pairs} pairs; flip ${flip ? 'on' : 'off'}, detector score ${detectorScore ? 'on' : 'off'}; AUC ${(result.auc * 100).toFixed(4)} %`);
     printTar(`TAR (%) ${target}`, result.tarAtFar);
   }
+  const out = o.get('out');
+  if (typeof out === 'string') writeEvalResult(out, { kind: 'ijb', model: label, auc: result.auc, tarAtFar: tarTable(result.tarAtFar), roc: rocPoints(result.roc) });
   return 0;
 }
 
@@ -131,7 +136,7 @@ export function readNumbers(file: string): Float64Array {
 
 async function roc(args: string[]): Promise<number> {
   const command = 'arcface eval roc';
-  const o = parseOptions(args, { values: ['scores', 'labels'], flags: ['json'] }, command);
+  const o = parseOptions(args, { values: ['scores', 'labels', 'out'], flags: ['json'] }, command);
   const scoresFile = o.get('scores'), labelsFile = o.get('labels');
   if (typeof scoresFile !== 'string' || typeof labelsFile !== 'string') throw new UsageError(`${command}: needs --scores <file> --labels <file> (text or .npy)`);
   const scores = readNumbers(scoresFile), labels = readNumbers(labelsFile);
@@ -143,6 +148,8 @@ async function roc(args: string[]): Promise<number> {
     console.log(`${scores.length} pairs; AUC ${(rocAuc(curve) * 100).toFixed(4)} %`);
     printTar(`TAR (%) ${path.basename(scoresFile)}`, rows);
   }
+  const out = o.get('out');
+  if (typeof out === 'string') writeEvalResult(out, { kind: 'roc', auc: rocAuc(curve), tarAtFar: tarTable(rows), roc: rocPoints(curve) });
   return 0;
 }
 

@@ -27,6 +27,11 @@ const LAUNCH_OPTIONS: [string, string][] = [
 ];
 
 const HELP: Record<string, Help> = {
+  dashboard: {
+    usage: ['arcface dashboard [dir…] [--host <host>] [--port <port>]'],
+    options: [['--host <host>', 'address to listen on (default 127.0.0.1; anything else is warned about)'], ['--port <port>', 'port (default: a free one)']],
+    notes: ['Serves the run folders (with metrics.jsonl or training.log) under the folders given (default work_dirs/), read-only.', 'See docs/dashboard.md.'],
+  },
   doctor: {
     usage: ['arcface doctor [--json] [--verbose]'],
     options: [['--json', 'one JSON object'], ['--verbose', 'also libtorch\'s parallel and build configuration']],
@@ -72,6 +77,7 @@ const HELP: Record<string, Help> = {
       ['--save-scores <file.npy>', 'ijb: also write the pair scores'],
       ['--scores, --labels', 'roc: one score and one 0/1 label per pair, as text or .npy'],
       ['--json', 'JSON instead of the report'],
+      ['--out <result.json>', 'also write accuracies / TAR@FAR / ROC points as JSON, atomically (the dashboard reads <run>/eval*.json)'],
     ],
   },
   embed: {

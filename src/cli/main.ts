@@ -22,6 +22,7 @@ const commands: Record<string, Command> = {
   pack: { summary: 'pack an image folder into train.rec/train.idx (insightface layout), or --check a pack', run: async (a) => (await import('./pack.js')).pack(a) },
   generate: { summary: 'generate the seeded face-identities dataset: a training pack and a held-out .bin', run: async (a) => (await import('./generate.js')).generate(a) },
   demo: { summary: 'train a tiny conv net on generated data (the engine end to end)', run: async (a) => (await import('./demo.js')).demo(a) },
+  dashboard: { summary: 'a local web page of training runs: curves updating live, configs, eval results (--host, --port)', run: async (a) => (await import('./dashboard.js')).dashboardCommand(a) },
   bench: { summary: 'benchmarks: `bench pfc` (Partial FC steps: memory per class, samples/s), `bench train` (the training step)', run: async (a) => (await import('./bench.js')).bench(a) },
 };
 

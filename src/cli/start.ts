@@ -44,6 +44,7 @@ export async function start(args: string[]): Promise<number> {
   console.log(`log:        ${path.join(result.output, 'training.log')}`);
   console.log(`metrics:    ${path.join(result.output, 'metrics.jsonl')}`);
   console.log(`data:       ${config.rec}`);
+  console.log(`dashboard:  node bin/arcface.js dashboard ${path.dirname(result.output)}   (then open the URL it prints)`);
   const improved = result.final.every((a) => a.accuracyFlip > (result.baseline.find((b) => b.name === a.name)?.accuracyFlip ?? 0));
   return result.interrupted || improved ? 0 : 1;
 }
