@@ -79,7 +79,9 @@ function drawDetails(runs) {
         const box = el('div', { class: 'chart', 'data-chart': 'roc' }, el('h3', {}, 'ROC (log FAR)'));
         part.append(box);
         const keep = ev.roc.far.map((f, i) => [f, ev.roc.tar[i]]).filter(([f]) => f > 0);
-        new uPlot({ width: 420, height: 220, scales: { x: { time: false, distr: 3 } }, series: [{ label: 'FAR' }, { label: 'TAR', stroke: '#07a' }] },
+        // log FAR axis: ticks as 1e-6 … 1 (the default format rounds them to 0)
+        const exponent = (u, values) => values.map((v) => (v == null ? '' : v >= 0.01 ? String(v) : v.toExponential(0)));
+        new uPlot({ width: 420, height: 220, scales: { x: { time: false, distr: 3 } }, axes: [{ values: exponent }, {}], series: [{ label: 'FAR', value: (u, v) => (v == null ? '--' : v.toExponential(1)) }, { label: 'TAR', stroke: '#07a' }] },
           [keep.map((p) => p[0]), keep.map((p) => p[1])], box);
       }
     }

@@ -15,7 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libtorch-dev libopenblas0-pthread libgloo-dev libturbojpeg0-dev libpng-dev g++ make python3)
-[[ " $* " == *" --with-python-torch "* ]] && packages+=(python3-torch python3-sklearn python3-pil python3-venv)
+# the tests' references: Debian's torch (and torchrun), a venv for tensorboard, chromium for the dashboard's page
+[[ " $* " == *" --with-python-torch "* ]] && packages+=(python3-torch python3-sklearn python3-pil python3-venv chromium)
 [[ " $* " == *" --with-variants "* ]] && packages+=(python3-venv python3-pip)
 
 missing=()

@@ -92,4 +92,59 @@ test('dashboard API: runs, state rule, live metrics, and refusals', async (t) =>
   assert.equal(got.step, 6);
 });
 
-test('dashboard page in chromium', { skip: fs.existsSync('/usr/bin/chromium') ? 'browser test not written yet' : 'chromium is not installed (/usr/bin/chromium missing)' }, () => {});
+// Debian's chromium, driven by playwright-core (no browser download); scripts/setup.sh installs it with the tests
+const chromium = '/usr/bin/chromium';
+const noChromium = fs.existsSync(chromium) ? false : `skipped: ${chromium} is missing (Debian's chromium; scripts/setup.sh --with-python-torch installs it as root)`;
+if (noChromium) console.log(`# ${noChromium}`);
+
+test('the page in headless chromium: runs listed, charts with every point, a point appended by a running run appears, a screenshot', { skip: noChromium, timeout: 120_000 }, async (t) => {
+  const { chromium: browserType } = await import('playwright-core');
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dashboard-page-'));
+  const done = writeRun(path.join(root, 'done'), [1, 2, 3, 4, 5], 5);
+  done.close();
+  fs.writeFileSync(path.join(root, 'done', 'model.pt'), 'x');
+  fs.writeFileSync(path.join(root, 'done', 'eval-ijbc.json'), JSON.stringify({ tarAtFar: { '1e-5': 0.81, '1e-4': 0.9 }, roc: { far: [1e-6, 1e-5, 1e-4, 1e-2, 1], tar: [0.7, 0.81, 0.9, 0.97, 1] } }));
+  const live = writeRun(path.join(root, 'live'), [1, 2, 3], 10);
+  const server = createDashboardServer([root]);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  t.after(() => {
+    live.close();
+    server.closeAllConnections();
+    server.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+  // a fresh profile of playwright's own; this machine's network is closed: no background
+  // connections, no first-run or sync work
+  const browser = await browserType.launch({
+    executablePath: chromium,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  t.after(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1300, height: 1000 } });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(url);
+
+  // both runs listed with their state; the first (done) selected: its loss chart holds its 5 points
+  await page.waitForFunction("document.querySelectorAll('tr.run').length === 2");
+  const rows = await page.$$eval('tr.run', (trs) => trs.map((tr) => [tr.getAttribute('data-run'), tr.children[2].textContent]));
+  assert.deepEqual(rows.sort(), [['done', 'finished'], ['live', 'running']]);
+  const points = (chart: string) => page.$eval(`.chart[data-chart="${chart}"]`, (e) => Number(e.getAttribute('data-points'))).catch(() => -1);
+  await page.waitForSelector('.chart[data-chart="loss"] canvas');
+  assert.equal(await points('loss'), 5);
+  assert.equal(await points('accuracyFlip'), 2, 'two verification points');
+  assert.ok(await page.$('.chart[data-chart="roc"] canvas'), 'the ROC of eval-ijbc.json is drawn');
+  assert.match(await page.textContent('#details') ?? '', /1e-5\s*81\.00%/);
+
+  // select the running run too: 5 + 3 loss points, and a step it logs now appears without a reload
+  await page.check('input[data-run="live"]');
+  const lossPointsAre = (n: number) => `document.querySelector('.chart[data-chart="loss"]')?.getAttribute('data-points') === '${n}'`;
+  await page.waitForFunction(lossPointsAre(8));
+  live.logPoint({ step: 4, epoch: 0, loss: 16, lr: 0.1, samplesPerSec: 50, hoursLeft: 0 });
+  await page.waitForFunction(lossPointsAre(9), undefined, { timeout: 10_000 });
+  const screenshot = path.join(os.tmpdir(), 'arcface-dashboard.png');
+  await page.screenshot({ path: screenshot, fullPage: true });
+  console.log(`# screenshot: ${screenshot}`);
+  assert.deepEqual(errors, [], 'no script errors on the page');
+});

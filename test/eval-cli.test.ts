@@ -199,6 +199,16 @@ test('eval roc: TAR@FAR table and JSON from text or .npy scores and labels, as w
     ...[1e-6, 1e-5, 1e-4, 1e-3, 1e-2].map((far) => ({ far, tar: 0.25, fpr: 0 })),
     { far: 0.1, tar: 0.5, fpr: 0.1 },
   ]);
+  // --out: the dashboard's file, the same figures and the hand-worked curve's 8 points
+  const result = path.join(dir, 'eval-roc.json');
+  assert.equal((await evalCli('roc', '--scores', scores, '--labels', labels, '--out', result)).status, 0);
+  const written = JSON.parse(fs.readFileSync(result, 'utf8'));
+  assert.equal(written.kind, 'roc');
+  assert.ok(Math.abs(written.auc - 33.5 / 40) < 1e-12);
+  assert.deepEqual(written.tarAtFar, { '0.000001': 0.25, '0.00001': 0.25, '0.0001': 0.25, '0.001': 0.25, '0.01': 0.25, '0.1': 0.5 });
+  assert.deepEqual(written.roc.far, [0, 0, 0.1, 0.1, 0.2, 0.3, 0.3, 1]);
+  assert.deepEqual(written.roc.tar, [0, 0.25, 0.25, 0.5, 0.5, 0.75, 1, 1]);
+  assert.ok(!fs.readdirSync(dir).some((f) => f.startsWith('eval-roc.json.tmp-')), 'written through a temporary file');
   const table = await evalCli('roc', '--scores', scores, '--labels', labels);
   assert.equal(table.stdout, [
     '14 pairs; AUC 83.7500 %',
