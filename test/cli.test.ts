@@ -20,7 +20,7 @@ test('every command answers --help and -h with its usage and options, exit 0', (
   const listing = arcface('--help');
   assert.equal(listing.status, 0);
   const commands = [...listing.stdout.split('Commands:')[1].split('Options:')[0].matchAll(/^ {2}(\S+)/gm)].map((m) => m[1]);
-  assert.ok(commands.length === 14 && commands.includes('checkpoint') && commands.includes('launch') && commands.includes('bench'), listing.stdout);
+  assert.ok(commands.length === 15 && commands.includes('dashboard') && commands.includes('checkpoint') && commands.includes('launch') && commands.includes('bench'), listing.stdout);
   const forms = [
     ...commands.flatMap((c) => [[c, '--help'], [c, '-h']]),
     ['eval', 'verification', '--help'], ['checkpoint', 'merge', '--help'], ['bench', 'pfc', '--help'], ['bench', 'train', '-h'], ['export', 'onnx', '--help'],

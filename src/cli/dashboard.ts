@@ -23,7 +23,8 @@ export async function dashboardCommand(args: string[]): Promise<number> {
   if (!isLoopback(host)) console.error(`WARNING: the dashboard listens on ${host}, not only on this machine: anyone who reaches it can read these runs' logs and configs`);
   console.log(`dashboard of ${dirs.join(', ')}: http://${shown}:${bound}/`);
   await new Promise<void>((resolve) => {
-    const stop = () => server.close(() => resolve());
+    // the pages' event streams never end by themselves: close them, then the server
+    const stop = () => (server.closeAllConnections(), server.close(() => resolve()));
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
