@@ -60,12 +60,12 @@ let data: string;
 before(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'arcface-tensorboard-'));
   data = path.join(dir, 'data');
-  generateIdentities({ out: data, seed: 5, identities: 16, imagesPerIdentity: 4, heldOutIdentities: 20, pairs: 40, quality: 90 });
+  generateIdentities({ out: data, seed: 5, identities: 16, imagesPerIdentity: 2, heldOutIdentities: 20, pairs: 40, quality: 90 });
 });
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /**
- * 4 steps of 8 over the tiny pack, logged every step, verified at steps 2 and 4, checkpointed at 2;
+ * 4 steps of 8 over the tiny pack (16 identities × 2 images), logged every step, verified at steps 2 and 4, checkpointed at 2;
  * fp16, so that the GradScaler's scale is logged too (on a CPU: bfloat16 or float32 with the scaler).
  */
 const configFile = (name: string, settings: Record<string, unknown> = {}): string =>
