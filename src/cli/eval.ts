@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as torch from '../torch/index.js';
 import { evaluateIjb, IJB_FARS, loadBackbone, loadVerificationSet, OnnxEmbedder, readNpy, rocAuc, rocCurve, tarAtFar, TorchEmbedder, verifyEmbedder, writeNpy, type Embedder } from '../eval/index.js';
-import { rocPoints, tarTable, writeEvalResult } from '../eval/result-file.js';
+import { rocPoints, tarTable, writeEvalResultIfAsked } from '../eval/result-file.js';
 import { intOption, listOption, parseOptions, UsageError } from './args.js';
 import { progressBar } from './progress.js';
 import { usage } from './help.js';
@@ -60,8 +60,7 @@ async function verification(args: string[]): Promise<number> {
     await embedder.dispose();
   }
   if (o.has('json')) console.log(JSON.stringify({ model: label, sets: results }));
-  const out = o.get('out');
-  if (typeof out === 'string') writeEvalResult(out, { kind: 'verification', model: label, accuracies: Object.fromEntries(results.map((r) => [r.name, r.flip.accMean])) });
+  writeEvalResultIfAsked(o, { kind: 'verification', model: label, accuracies: Object.fromEntries(results.map((r) => [r.name, r.flip.accMean])) });
   return 0;
 }
 
@@ -104,8 +103,7 @@ async function ijb(args: string[]): Promise<number> {
     console.log(`${target}: ${result.images} images, ${result.templates} templates, ${result.pairs} pairs; flip ${flip ? 'on' : 'off'}, detector score ${detectorScore ? 'on' : 'off'}; AUC ${(result.auc * 100).toFixed(4)} %`);
     printTar(`TAR (%) ${target}`, result.tarAtFar);
   }
-  const out = o.get('out');
-  if (typeof out === 'string') writeEvalResult(out, { kind: 'ijb', model: label, auc: result.auc, tarAtFar: tarTable(result.tarAtFar), roc: rocPoints(result.roc) });
+  writeEvalResultIfAsked(o, { kind: 'ijb', model: label, auc: result.auc, tarAtFar: tarTable(result.tarAtFar), roc: rocPoints(result.roc) });
   return 0;
 }
 
@@ -148,8 +146,7 @@ async function roc(args: string[]): Promise<number> {
     console.log(`${scores.length} pairs; AUC ${(rocAuc(curve) * 100).toFixed(4)} %`);
     printTar(`TAR (%) ${path.basename(scoresFile)}`, rows);
   }
-  const out = o.get('out');
-  if (typeof out === 'string') writeEvalResult(out, { kind: 'roc', auc: rocAuc(curve), tarAtFar: tarTable(rows), roc: rocPoints(curve) });
+  writeEvalResultIfAsked(o, { kind: 'roc', auc: rocAuc(curve), tarAtFar: tarTable(rows), roc: rocPoints(curve) });
   return 0;
 }
 

@@ -35,3 +35,9 @@ export function writeEvalResult(file: string, result: EvalResultFile): void {
   const bytes = new TextEncoder().encode(`${JSON.stringify(result, null, 1)}\n`);
   writeFileAtomic(file, (sink) => sink(bytes));
 }
+
+/** Writes `result` where `--out` says, if it was given (the `arcface eval` commands' option). */
+export function writeEvalResultIfAsked(options: Map<string, string | true>, result: EvalResultFile): void {
+  const out = options.get('out');
+  if (typeof out === 'string') writeEvalResult(out, result);
+}
