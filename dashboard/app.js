@@ -34,7 +34,9 @@ async function select(id) {
   const entry = { run, metrics: run.metrics };
   selected.set(id, entry);
   entry.source = new EventSource(`/api/runs/${encodeURIComponent(id)}/events?from=${run.metrics.length}`);
-  entry.source.onmessage = (m) => { entry.metrics.push(JSON.parse(m.data)); draw(); };
+  entry.source.onmessage = (m) => { entry.metrics.push(JSON.parse(m.data)); drawSoon(); };
+  // a resumed run cut its logs back: the records follow again from the first
+  entry.source.addEventListener('reset', () => { entry.metrics = []; drawSoon(); });
   draw();
 }
 
@@ -42,6 +44,14 @@ function unselect(id) {
   selected.get(id)?.source?.close();
   selected.delete(id);
   draw();
+}
+
+// once per frame however many records arrive (a reset resends a whole run)
+let drawPending = false;
+function drawSoon() {
+  if (drawPending) return;
+  drawPending = true;
+  requestAnimationFrame(() => { drawPending = false; draw(); });
 }
 
 // One chart per quantity; each selected run is one series, joined on the step axis.

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createDashboardServer } from '../src/dashboard/server.js';
+import { GrowingFile } from '../src/dashboard/growing-file.js';
 import { TrainingLog } from '../src/train/training-log.js';
 
 function writeRun(dir: string, steps: number[], totalStep: number): TrainingLog {
@@ -90,6 +91,82 @@ test('dashboard API: runs, state rule, live metrics, and refusals', async (t) =>
   const got = await event;
   assert.equal(got.type, 'train');
   assert.equal(got.step, 6);
+});
+
+test('GrowingFile: only appended bytes, complete lines only, a cut-back file read again', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'growing-'));
+  const file = path.join(dir, 'metrics.jsonl');
+  const reader = new GrowingFile(file);
+  assert.deepEqual(reader.read(), { lines: [], restarted: false }, 'a missing file is empty');
+  fs.writeFileSync(file, 'a1\nb2\nc');
+  assert.deepEqual(reader.read(), { lines: ['a1', 'b2'], restarted: false }, 'the line being written waits');
+  fs.appendFileSync(file, 'é3\n');  // a two-byte character right after the unfinished part
+  assert.deepEqual(reader.read(), { lines: ['cé3'], restarted: false });
+  assert.deepEqual(reader.read(), { lines: [], restarted: false });
+  // a resume: cut back to the first line, then more written than there was
+  fs.truncateSync(file, 3);
+  fs.appendFileSync(file, 'x2\ny3\nz4\n');
+  assert.deepEqual(reader.read(), { lines: ['a1', 'x2', 'y3', 'z4'], restarted: true }, 'rewritten past the old end: noticed');
+  fs.truncateSync(file, 3);
+  assert.deepEqual(reader.read(), { lines: ['a1'], restarted: true }, 'shorter: noticed');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('dashboard ids: a run folder given itself is named by its folder; several roots by theirs', async (t) => {
+  const a = fs.mkdtempSync(path.join(os.tmpdir(), 'dashboard-a-'));
+  const b = fs.mkdtempSync(path.join(os.tmpdir(), 'dashboard-b-'));
+  writeRun(path.join(a, 'r50'), [1], 1).close();
+  writeRun(path.join(b, 'mbf'), [1], 1).close();
+  const ids = async (roots: string[]) => {
+    const server = createDashboardServer(roots);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const runs = JSON.parse((await get((server.address() as AddressInfo).port, '/api/runs')).body) as { id: string }[];
+      return runs.map((r) => r.id).sort();
+    } finally { server.close(); }
+  };
+  t.after(() => [a, b].forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+  assert.deepEqual(await ids([path.join(a, 'r50')]), ['r50']);
+  assert.deepEqual(await ids([a]), ['r50']);
+  assert.deepEqual(await ids([a, b]), [`${path.basename(a)}/r50`, `${path.basename(b)}/mbf`]);
+  assert.deepEqual(await ids([path.join(a, 'r50'), path.join(a, 'r50')]), ['r50', 'r50~2'], 'the same name twice');
+});
+
+test('dashboard events follow a resumed run: the cut-back metrics.jsonl is sent again after a reset', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dashboard-resume-'));
+  const run = writeRun(path.join(root, 'run'), [1, 2], 10);
+  const atStep2 = run.lengths();
+  run.logPoint({ step: 3, epoch: 0, loss: 17, lr: 0.1, samplesPerSec: 50, hoursLeft: 0 });
+  const server = createDashboardServer([root]);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => { run.close(); server.closeAllConnections(); server.close(); fs.rmSync(root, { recursive: true, force: true }); });
+  const events: string[] = [];
+  let buffer = '';
+  const request = http.get({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, path: '/api/runs/run/events' }, (res) => {
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      buffer += chunk;
+      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+        const message = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = JSON.parse(/^data: (.*)$/m.exec(message)![1]);
+        events.push(message.startsWith('event: reset') ? 'reset' : `${data.type}:${data.step ?? ''}`);
+      }
+    });
+  });
+  t.after(() => request.destroy());
+  const until = async (what: string) => {
+    for (const start = Date.now(); !events.includes(what); await new Promise((r) => setTimeout(r, 50))) {
+      if (Date.now() - start > 10_000) assert.fail(`no ${what} event in ${JSON.stringify(events)}`);
+    }
+  };
+  await until('train:3');
+  assert.deepEqual(events, ['train:1', 'train:2', 'verification:2', 'verification:2', 'train:3']);
+  // resumed from the checkpoint at step 2: step 3 runs again, and on
+  run.truncate(atStep2);
+  for (const step of [3, 4, 5]) run.logPoint({ step, epoch: 0, loss: 30 - step, lr: 0.1, samplesPerSec: 50, hoursLeft: 0 });
+  await until('train:5');
+  assert.deepEqual(events.slice(5), ['reset', 'train:1', 'train:2', 'verification:2', 'verification:2', 'train:3', 'train:4', 'train:5']);
 });
 
 // Debian's chromium, driven by playwright-core (no browser download); scripts/setup.sh installs it with the tests

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { GrowingFile } from './growing-file.js';
 
 export type RunState = 'running' | 'finished' | 'stopped';
 
@@ -24,7 +25,11 @@ function isRunFolder(dir: string): boolean {
   return fs.existsSync(path.join(dir, 'metrics.jsonl')) || fs.existsSync(path.join(dir, 'training.log'));
 }
 
-/** Run folders under the given roots (the roots themselves and their sub-folders, 2 levels deep). */
+/**
+ * Run folders under the given roots (the roots themselves and their sub-folders, 2 levels deep), by
+ * id: the path under the root (the root's own name when the root is itself a run); with several
+ * roots, each root's name comes first.
+ */
 export function discoverRuns(roots: string[]): Map<string, string> {
   const runs = new Map<string, string>();
   const visit = (dir: string, id: string, depth: number) => {
@@ -35,31 +40,84 @@ export function discoverRuns(roots: string[]): Map<string, string> {
     // symlinked folders are not followed: only the folders given are served
     for (const e of entries) if (e.isDirectory()) visit(path.join(dir, e.name), id ? `${id}/${e.name}` : e.name, depth - 1);
   };
-  roots.forEach((root, i) => visit(path.resolve(root), roots.length > 1 ? `${i}` : '', 2));
-  if (runs.has('')) { runs.set('.', runs.get('')!); runs.delete(''); }
+  const names = new Set<string>();
+  for (const root of roots) {
+    const dir = path.resolve(root);
+    let name = path.basename(dir) || 'root';
+    for (let i = 2; names.has(name); i++) name = `${path.basename(dir)}~${i}`;
+    names.add(name);
+    if (roots.length > 1 || isRunFolder(dir)) visit(dir, name, 2);
+    else visit(dir, '', 2);
+  }
   return runs;
 }
 
-export function readMetrics(dir: string): Record<string, unknown>[] {
-  const text = readRunFile(dir, 'metrics.jsonl') ?? '';
-  const records: Record<string, unknown>[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try { records.push(JSON.parse(line)); } catch { /* a line being written */ }
+/** How often the folders given are walked again for new runs. */
+const DISCOVERY_MS = 2000;
+
+/**
+ * The runs under the folders given, each read incrementally: metrics.jsonl's records and
+ * training.log's config lines are parsed once, as they are appended, however many pages ask.
+ */
+export class RunIndex {
+  private runs = new Map<string, RunFolder>();
+  private walkedAt = -Infinity;
+
+  constructor(private readonly roots: string[]) {}
+
+  /** The runs, each brought up to date with its files. */
+  all(): Map<string, RunFolder> {
+    if (Date.now() - this.walkedAt >= DISCOVERY_MS) {
+      const found = new Map<string, RunFolder>();
+      for (const [id, dir] of discoverRuns(this.roots)) {
+        const known = this.runs.get(id);
+        found.set(id, known?.dir === dir ? known : new RunFolder(dir));
+      }
+      this.runs = found;
+      this.walkedAt = Date.now();
+    }
+    for (const run of this.runs.values()) run.refresh();
+    return this.runs;
   }
-  return records;
+
+  get(id: string): RunFolder | undefined {
+    return this.all().get(id);
+  }
 }
 
-/** The resolved config as the trainer logs it: ": key   <json>" lines of training.log. */
-export function readConfig(dir: string): Record<string, unknown> {
-  const config: Record<string, unknown> = {};
-  const text = readRunFile(dir, 'training.log') ?? '';
-  for (const line of text.split('\n')) {
-    const m = /-: (\w+) +(.*)$/.exec(line);
-    if (!m) continue;
-    try { config[m[1]] = JSON.parse(m[2]); } catch { config[m[1]] = m[2]; }
+/** One run folder's logs as read so far. */
+export class RunFolder {
+  metrics: Record<string, unknown>[] = [];
+  config: Record<string, unknown> = {};
+  /** counts the times the logs were cut back (a resume) and read from the start again */
+  generation = 0;
+  private readonly metricsFile: GrowingFile;
+  private readonly logFile: GrowingFile;
+
+  constructor(readonly dir: string) {
+    this.metricsFile = new GrowingFile(path.join(dir, 'metrics.jsonl'));
+    this.logFile = new GrowingFile(path.join(dir, 'training.log'));
   }
-  return config;
+
+  refresh(): void {
+    const metrics = this.metricsFile.read();
+    if (metrics.restarted) {
+      this.metrics = [];
+      this.generation++;
+    }
+    for (const line of metrics.lines) {
+      if (!line.trim()) continue;
+      try { this.metrics.push(JSON.parse(line)); } catch { /* not a record: skipped, as the trainer never writes one */ }
+    }
+    const log = this.logFile.read();
+    if (log.restarted) this.config = {};
+    for (const line of log.lines) {
+      // the resolved config as the trainer logs it: ": key   <json>" lines
+      const m = /-: (\w+) +(.*)$/.exec(line);
+      if (!m) continue;
+      try { this.config[m[1]] = JSON.parse(m[2]); } catch { this.config[m[1]] = m[2]; }
+    }
+  }
 }
 
 /** Reads a run's file unless it is a symlink (which could point out of the run folder). */
@@ -87,9 +145,8 @@ export function runState(dir: string, step: number, totalStep: number | undefine
   return 'stopped';
 }
 
-export function summarize(id: string, dir: string): RunSummary {
-  const metrics = readMetrics(dir);
-  const config = readConfig(dir);
+export function summarize(id: string, run: RunFolder): RunSummary {
+  const { metrics, config, dir } = run;
   const train = metrics.filter((r) => r.type === 'train');
   const last = train[train.length - 1];
   const step = Number(last?.step ?? 0);

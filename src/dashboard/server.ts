@@ -3,7 +3,8 @@
  * uPlot from node_modules, and a read-only JSON API over the run folders it was given.
  *   GET /api/runs                → RunSummary[]
  *   GET /api/runs/<id>           → { summary, config, metrics, evaluations }
- *   GET /api/runs/<id>/events    → server-sent events: new metrics.jsonl records as they are appended
+ *   GET /api/runs/<id>/events    → server-sent events: new metrics.jsonl records as they are appended,
+ *                                  and `reset` when a resume cut the file back (the records follow again)
  * Anything else outside the static files is 404; ids are looked up, never joined to a path.
  */
 import fs from 'node:fs';
@@ -11,7 +12,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { discoverRuns, readConfig, readEvaluations, readMetrics, summarize } from './runs.js';
+import { readEvaluations, RunIndex, summarize, type RunFolder } from './runs.js';
 
 const pageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../dashboard');
 const types: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css' };
@@ -36,6 +37,7 @@ function send(res: http.ServerResponse, status: number, body: unknown): void {
 }
 
 export function createDashboardServer(roots: string[]): http.Server {
+  const index = new RunIndex(roots);
   return http.createServer((req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'read-only\n');
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -51,26 +53,30 @@ export function createDashboardServer(roots: string[]): http.Server {
       });
       return;
     }
-    if (pathname === '/api/runs') return send(res, 200, [...discoverRuns(roots)].map(([id, dir]) => summarize(id, dir)));
+    if (pathname === '/api/runs') return send(res, 200, [...index.all()].map(([id, run]) => summarize(id, run)));
     const m = /^\/api\/runs\/(.+?)(\/events)?$/.exec(pathname);
     if (!m) return send(res, 404, 'not found\n');
-    const dir = discoverRuns(roots).get(m[1]);
-    if (!dir) return send(res, 404, 'no such run\n');
-    if (!m[2]) return send(res, 200, { summary: summarize(m[1], dir), config: readConfig(dir), metrics: readMetrics(dir), evaluations: readEvaluations(dir) });
-    streamMetrics(req, res, dir, Number(url.searchParams.get('from') ?? 0));
+    const run = index.get(m[1]);
+    if (!run) return send(res, 404, 'no such run\n');
+    if (!m[2]) return send(res, 200, { summary: summarize(m[1], run), config: run.config, metrics: run.metrics, evaluations: readEvaluations(run.dir) });
+    streamMetrics(req, res, run, Number(url.searchParams.get('from') ?? 0));
   });
 }
 
-/** Polls metrics.jsonl's length and sends each complete new line as one event. */
-function streamMetrics(req: http.IncomingMessage, res: http.ServerResponse, dir: string, from: number): void {
+/** Once a second, sends the records appended since the last tick, one event each. */
+function streamMetrics(req: http.IncomingMessage, res: http.ServerResponse, run: RunFolder, from: number): void {
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
-  let sent = 0;  // records already sent (the client says how many it has)
+  let sent = from;  // records the client has (it says how many it got with the run's details)
+  let generation = run.generation;
   const tick = () => {
-    const records = readMetrics(dir);
-    if (records.length < sent) sent = 0;  // truncated by a resume
-    const skip = Math.max(sent, from);
-    for (const r of records.slice(skip)) res.write(`data: ${JSON.stringify(r)}\n\n`);
-    sent = Math.max(records.length, skip);
+    run.refresh();
+    if (run.generation !== generation) {
+      res.write('event: reset\ndata: {}\n\n');
+      generation = run.generation;
+      sent = 0;
+    }
+    for (const r of run.metrics.slice(sent)) res.write(`data: ${JSON.stringify(r)}\n\n`);
+    sent = Math.max(sent, run.metrics.length);
   };
   tick();
   const timer = setInterval(tick, 1000);
