@@ -20,6 +20,7 @@ import { embed } from '../src/cli/embed.js';
 import { exportCommand } from '../src/cli/export.js';
 import { fixturePath, pythonHasTorch } from './helpers.js';
 import { arcface } from './cli-in-process.js';
+import { rocPoints } from '../src/eval/result-file.js';
 
 const evalCli = (...args: string[]) => arcface(evalCommand, 'eval', args);
 const pythonHasNumpy = spawnSync('/usr/bin/python3', ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0;
@@ -48,7 +49,8 @@ const modelFile = path.join(dir, 'model.pt');
 let libtorchResult: { plain: { accuracy: number[] }; flip: { accuracy: number[] }; xnorm: number } | undefined;
 
 test('eval verification --json: per set the 10 folds, XNorm, plain and flip accuracy, as verifyBackbone computes them', async () => {
-  const run = await evalCli('verification', '--model', modelFile, '--network', 'mbf', '--bin', bin, '--bin', noiseBin, '--json');
+  const outFile = path.join(dir, 'eval-verification.json');
+  const run = await evalCli('verification', '--model', modelFile, '--network', 'mbf', '--bin', bin, '--bin', noiseBin, '--json', '--out', outFile);
   assert.equal(run.status, 0, run.stderr);
   assert.match(run.stderr, /warning: .*noise\.bin: 20 images were not 112×112 and were resized/);
   const out = JSON.parse(run.stdout);
@@ -66,6 +68,9 @@ test('eval verification --json: per set the 10 folds, XNorm, plain and flip accu
   assert.equal(heldout.flip.accStd, expected.flip.accStd);
   assert.ok(Math.abs(heldout.xnorm - expected.xnorm) < 1e-5 * expected.xnorm);
   for (const key of ['val', 'valStd', 'far', 'accStd']) assert.equal(typeof heldout.plain[key], 'number');
+  // --out, the dashboard's file: each set's flip accuracy
+  const saved = JSON.parse(fs.readFileSync(outFile, 'utf8'));
+  assert.deepEqual(saved, { kind: 'verification', model: out.model, accuracies: { heldout: expected.flip.accMean, noise: out.sets[1].flip.accMean } });
 });
 
 test('eval verification prints insightface\'s lines; errors name the file, the keys, the options', async () => {
@@ -220,4 +225,15 @@ test('eval roc: TAR@FAR table and JSON from text or .npy scores and labels, as w
   assert.match((await evalCli('roc', '--scores', scores, '--labels', labels)).stderr, /scores\.txt:3: 'high' is not a number/);
   fs.writeFileSync(scores, '0.9\n0.8\n');
   assert.match((await evalCli('roc', '--scores', scores, '--labels', labels)).stderr, /scores\.txt has 2 scores, .*labels\.npy 14 labels/);
+});
+
+test('rocPoints: a long curve thinned to every k-th point, its first and last kept', () => {
+  const n = 2502;  // stride ⌈2502 / 1000⌉ = 3: points 0, 3, …, 2499, then the last, 2501
+  const curve = { fpr: Float64Array.from({ length: n }, (_, i) => i / (n - 1)), tpr: Float64Array.from({ length: n }, (_, i) => Math.sqrt(i / (n - 1))), thresholds: new Float64Array(n) };
+  const { far, tar } = rocPoints(curve);
+  const picked = [...Array.from({ length: 834 }, (_, k) => 3 * k), n - 1];
+  assert.deepEqual(far, picked.map((i) => curve.fpr[i]));
+  assert.deepEqual(tar, picked.map((i) => curve.tpr[i]));
+  const short = rocPoints({ fpr: Float64Array.of(0, 0.5, 1), tpr: Float64Array.of(0, 0.9, 1), thresholds: new Float64Array(3) });
+  assert.deepEqual(short, { far: [0, 0.5, 1], tar: [0, 0.9, 1] }, 'a short curve whole');
 });

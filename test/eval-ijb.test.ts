@@ -180,15 +180,16 @@ torch.manualSeed(4);
 }
 
 /** `arcface eval ijb --json --save-scores` with the random MobileFaceNet, once per set of flags. */
-const cliRuns = new Map<string, Promise<{ result: { [key: string]: unknown; tarAtFar: TarRow[]; auc: number }; scores: Float64Array }>>();
+const cliRuns = new Map<string, Promise<{ result: { [key: string]: unknown; tarAtFar: TarRow[]; auc: number }; scores: Float64Array; outFile: string }>>();
 function cliRun(flags: string[]) {
   const key = flags.join(' ');
   if (!cliRuns.has(key)) {
     cliRuns.set(key, (async () => {
       const scoresFile = path.join(root, `scores${flags.join('')}.npy`);
-      const run = await arcface(evalCommand, 'eval', ['ijb', '--model', modelFile, '--network', 'mbf', '--root', root, '--target', 'IJBC', '--batch-size', '5', '--save-scores', scoresFile, '--json', ...flags]);
+      const outFile = path.join(root, `eval${flags.join('')}.json`);
+      const run = await arcface(evalCommand, 'eval', ['ijb', '--model', modelFile, '--network', 'mbf', '--root', root, '--target', 'IJBC', '--batch-size', '5', '--save-scores', scoresFile, '--json', '--out', outFile, ...flags]);
       assert.equal(run.status, 0, run.stderr);
-      return { result: JSON.parse(run.stdout), scores: readNpy(scoresFile).data };
+      return { result: JSON.parse(run.stdout), scores: readNpy(scoresFile).data, outFile };
     })());
   }
   return cliRuns.get(key)!;
@@ -196,13 +197,22 @@ function cliRun(flags: string[]) {
 
 test('arcface eval ijb --json --save-scores passes its flags on and reports what evaluateIjb gives (the computation checked above)', async () => {
   for (const [flags, flip, detectorScore] of [[[], true, true], [['--no-flip', '--no-detector-score'], false, false]] as const) {
-    const { result, scores } = await cliRun([...flags]);
+    const { result, scores, outFile } = await cliRun([...flags]);
     assert.deepEqual([result.model, result.target, result.images, result.templates, result.pairs, result.flip, result.detectorScore], [`${modelFile} (mbf)`, 'IJBC', N, new Set(ref.templates).size, ref.pairs.length, flip, detectorScore]);
     assert.deepEqual(result.tarAtFar.map((r) => r.far), [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]);
     const embedder = new TorchEmbedder(loadBackbone(modelFile, 'mbf'));
     const library = await evaluateIjb(embedder, { root, target: 'IJBC', flip, detectorScore, batchSize: 5 }).finally(() => embedder.dispose());
     assert.deepEqual(Array.from(scores), Array.from(library.scores));
     assert.deepEqual([result.auc, result.tarAtFar], [library.auc, library.tarAtFar]);
+    // --out, the dashboard's file: the same figures, and ROC points taken from the library's curve, its ends kept
+    const saved = JSON.parse(fs.readFileSync(outFile, 'utf8'));
+    assert.deepEqual([saved.kind, saved.model, saved.auc], ['ijb', `${modelFile} (mbf)`, library.auc]);
+    assert.deepEqual(saved.tarAtFar, Object.fromEntries(library.tarAtFar.map((r) => [String(r.far), r.tar])));
+    const curve = new Map(Array.from(library.roc.fpr, (far, i) => [`${far} ${library.roc.tpr[i]}`, i]));
+    const at = saved.roc.far.map((far: number, i: number) => curve.get(`${far} ${saved.roc.tar[i]}`));
+    assert.ok(at.every((i: number | undefined) => i !== undefined) && at.every((i: number, k: number) => k === 0 || i > at[k - 1]), 'points of the curve, in order');
+    assert.deepEqual([at[0], at.at(-1)], [0, library.roc.fpr.length - 1]);
+    assert.ok(saved.roc.far.length <= 1001);
   }
 });
 
@@ -227,7 +237,7 @@ test('arcface eval ijb with a random MobileFaceNet equals eval_ijbc.py run live 
 
   for (const [flags, flip, detectorScore] of [[[], true, true], [['--no-flip', '--no-detector-score'], false, false]] as const) {
     const expected = live.find((c) => c.flip === flip && c.detector_score === detectorScore)!;
-    const { result, scores } = await cliRun([...flags]);
+    const { result, scores, outFile } = await cliRun([...flags]);
     // tolerance as for the fixture (bit-identical embeddings on both sides, float32 against float64
     // pooling); the random network's scores are not spaced by construction as the fixture's are, so
     // check that no two lie so close that the rounding could reorder them
