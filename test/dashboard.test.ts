@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createDashboardServer } from '../src/dashboard/server.js';
 import { GrowingFile } from '../src/dashboard/growing-file.js';
+import { launchChromium, noChromium } from './browser.js';
 import { TrainingLog } from '../src/train/training-log.js';
 
 function writeRun(dir: string, steps: number[], totalStep: number): TrainingLog {
@@ -169,13 +170,9 @@ test('dashboard events follow a resumed run: the cut-back metrics.jsonl is sent 
   assert.deepEqual(events.slice(5), ['reset', 'train:1', 'train:2', 'verification:2', 'verification:2', 'train:3', 'train:4', 'train:5']);
 });
 
-// Debian's chromium, driven by playwright-core (no browser download); scripts/setup.sh installs it with the tests
-const chromium = '/usr/bin/chromium';
-const noChromium = fs.existsSync(chromium) ? false : `skipped: ${chromium} is missing (Debian's chromium; scripts/setup.sh --with-python-torch installs it as root)`;
 if (noChromium) console.log(`# ${noChromium}`);
 
 test('the page in headless chromium: runs listed, charts with every point, a point appended by a running run appears, a screenshot', { skip: noChromium, timeout: 120_000 }, async (t) => {
-  const { chromium: browserType } = await import('playwright-core');
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dashboard-page-'));
   const done = writeRun(path.join(root, 'done'), [1, 2, 3, 4, 5], 5);
   done.close();
@@ -191,12 +188,7 @@ test('the page in headless chromium: runs listed, charts with every point, a poi
     server.close();
     fs.rmSync(root, { recursive: true, force: true });
   });
-  // a fresh profile of playwright's own; this machine's network is closed: no background
-  // connections, no first-run or sync work
-  const browser = await browserType.launch({
-    executablePath: chromium,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launchChromium();
   t.after(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1300, height: 1000 } });
   const errors: string[] = [];

@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,7 +22,26 @@ function npmStartArguments(): string[] {
   return match[1].split(' ');
 }
 
-test('npm start (arcface start): held-out verification accuracy rises well above the untrained baseline', () => {
+/** Starts `arcface dashboard …` as a user would, reads /api/runs from the URL it prints, stops it. */
+async function dashboardRuns(args: string[]): Promise<{ id: string; state: string; step: number }[]> {
+  const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (c: string) => {
+        out += c;
+        const m = /(http:\/\/\S+)/.exec(out);
+        if (m) resolve(m[1]);
+      });
+      child.once('exit', (code) => reject(new Error(`dashboard exited (${code}) before printing its URL: ${out}`)));
+    });
+    return (await (await fetch(new URL('/api/runs', url))).json()) as { id: string; state: string; step: number }[];
+  } finally {
+    child.kill('SIGINT');
+  }
+}
+
+test('npm start (arcface start): held-out verification accuracy rises well above the untrained baseline; the dashboard it names shows the run', async () => {
   const [bin, ...command] = npmStartArguments();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'arcface-start-'));
   try {
@@ -41,6 +60,12 @@ test('npm start (arcface start): held-out verification accuracy rises well above
     assert.ok(trained >= untrained + 0.08, `trained ${trained} vs untrained ${untrained}`);
     assert.match(r.stdout, /heldout\.bin verification \(10-fold, flip\): untrained [\d.]+% → trained [\d.]+%/);
     assert.ok(fs.existsSync(path.join(dir, 'out', 'model.pt')));
+    // its last line names the dashboard of the run's folder: that command serves this run, finished
+    const shown = /^dashboard: +node (bin\/arcface\.js dashboard) (\S+) /m.exec(r.stdout);
+    assert.ok(shown, `no dashboard line in ${r.stdout.slice(-400)}`);
+    assert.equal(shown[2], dir);
+    const runs = await dashboardRuns([path.join(repoRoot, shown[1].split(' ')[0]), 'dashboard', shown[2]]);
+    assert.deepEqual(runs.map((x) => [x.id, x.state, x.step]), [['out', 'finished', 100]]);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
